@@ -1,0 +1,137 @@
+// -----------------------------------------------------------------------------
+// bus.hpp — create, attach, list and remove a bus; the process table
+// -----------------------------------------------------------------------------
+//
+// A bus is one named domain on one host: a control segment (/dev/shm/shmbus.<name>,
+// holding the process table) and one segment per mailbox. Every process that
+// attaches takes a slot in the process table; the kernel tells when it dies
+// (layout/process_table.hpp), so whatever it held can be given back.
+//
+//   auto bus_result = shmbus::Bus::create("orders");           // or Bus::attach
+//   if (!bus_result) return fail(bus_result.error());
+//   auto mailbox = bus_result->create_mailbox("mailer", {.capacity = 1024});
+//
+// A Bus is move-only; destroying it detaches this process (its slot is freed)
+// but leaves the segments: Bus::remove() deletes them.
+#pragma once
+
+#include <chrono>
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "shmbus/error.hpp"
+#include "shmbus/mailbox.hpp"
+
+namespace shmbus {
+
+namespace detail {
+class BusCore;
+}
+
+struct CreateOptions {
+  std::uint32_t max_processes = 256;  // process-table slots, 1 … 1024
+  std::uint32_t mode = 0600;          // permissions of every segment of the bus
+  bool trusted = false;               // receivers skip the FlatBuffers verifier (never bounds checks)
+  std::string label;                  // this process's name in the table (display only)
+};
+
+struct AttachOptions {
+  // How long to wait for a bus that is still being created.
+  std::chrono::milliseconds ready_timeout{2000};
+  std::string label;
+};
+
+// One row of the process table, as seen at the moment of the call.
+struct ProcessInfo {
+  std::uint32_t slot = 0;
+  std::uint32_t generation = 0;
+  ProcessRef ref;
+  int pid = 0;
+  std::uint64_t start_time = 0;
+  std::string label;
+  bool alive = false;  // the kernel still holds its lock byte
+};
+
+class Bus {
+ public:
+  // Bus::create()
+  //
+  // Creates the control segment exclusively (mode `options.mode`) and attaches
+  // this process. Fails with bad_name, bad_options, bus_exists (the detail
+  // names `shmbus gc` when the existing bus was abandoned by a dead creator),
+  // permission_denied, too_many_processes or system_error.
+  [[nodiscard]] static Result<Bus> create(std::string_view name, CreateOptions options = {});
+
+  // Bus::attach()
+  //
+  // Maps the named bus and takes a process slot. Waits up to
+  // `options.ready_timeout` for a bus still being created. Fails with
+  // bad_name, no_such_bus, not_a_segment (also for a segment abandoned by its
+  // dead creator: the detail says `shmbus gc` removes it), layout_mismatch
+  // (the detail names both versions), permission_denied, size_too_small or
+  // too_many_processes.
+  [[nodiscard]] static Result<Bus> attach(std::string_view name, AttachOptions options = {});
+
+  // Bus::remove()
+  //
+  // Unlinks the bus's segments. Processes that still map them keep working
+  // until they detach; new attaches fail with no_such_bus. Fails with
+  // bad_name, no_such_bus or permission_denied.
+  [[nodiscard]] static Result<void> remove(std::string_view name);
+
+  // Names of the buses on this host (whatever their state). Fails with
+  // system_error when /dev/shm cannot be read.
+  [[nodiscard]] static Result<std::vector<std::string>> list();
+
+  // Bus::in_use()
+  //
+  // True while any process holds a slot of the bus (its lock byte is locked),
+  // decided by the kernel. Fails like attach, without taking a slot.
+  [[nodiscard]] static Result<bool> in_use(std::string_view name);
+
+  Bus(Bus&&) noexcept;
+  Bus& operator=(Bus&&) noexcept;
+  ~Bus();
+
+  [[nodiscard]] const std::string& name() const noexcept;
+  [[nodiscard]] bool trusted() const noexcept;
+  [[nodiscard]] ProcessRef self() const noexcept;
+
+  // Whether the process named by `ref` is still attached and alive: false
+  // once it died (also as an unreaped zombie) or detached. Never fails.
+  [[nodiscard]] bool is_alive(ProcessRef ref) const noexcept;
+
+  // The table's occupied slots, with liveness. Never fails.
+  [[nodiscard]] std::vector<ProcessInfo> processes() const;
+
+  // Bus::reclaim_dead()
+  //
+  // Frees the slots of dead processes; returns how many this call freed (of
+  // two processes reclaiming one dead slot at once, exactly one counts it).
+  std::uint32_t reclaim_dead() noexcept;
+
+  // Bus::create_mailbox()
+  //
+  // Creates a mailbox segment. Fails with bad_name, bad_options (capacity not
+  // a power of two in 2 … 2^24, max_record 0 or above 64 MiB), bus_exists (a
+  // mailbox of that name exists), permission_denied or system_error.
+  [[nodiscard]] Result<Mailbox> create_mailbox(std::string_view name, MailboxOptions options = {});
+
+  // Bus::open_mailbox()
+  //
+  // Maps an existing mailbox. Fails with bad_name, no_such_mailbox,
+  // not_a_segment, layout_mismatch or permission_denied.
+  [[nodiscard]] Result<Mailbox> open_mailbox(std::string_view name);
+
+  // Unlinks a mailbox segment. Fails with bad_name or no_such_mailbox.
+  [[nodiscard]] Result<void> remove_mailbox(std::string_view name);
+
+ private:
+  explicit Bus(std::shared_ptr<detail::BusCore> core) noexcept;
+  std::shared_ptr<detail::BusCore> core_;
+};
+
+}  // namespace shmbus

@@ -1,0 +1,8 @@
+// shmbus.hpp — the whole public API of the shmbus library.
+#pragma once
+
+#include "shmbus/bus.hpp"
+#include "shmbus/error.hpp"
+#include "shmbus/mailbox.hpp"
+#include "shmbus/message.hpp"
+#include "shmbus/wait.hpp"

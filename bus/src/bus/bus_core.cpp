@@ -1,0 +1,65 @@
+#include "bus/bus_core.hpp"
+
+#include <fcntl.h>
+#include <sys/mman.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstring>
+
+#include "process/fork_guard.hpp"
+
+namespace shmbus::detail {
+
+std::string control_shm_name(std::string_view bus) { return "shmbus." + std::string(bus); }
+
+bool valid_name(std::string_view name) noexcept {
+  if (name.empty() || name.size() > 48) return false;
+  for (char ch : name) {
+    const bool ok = (ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z') ||
+                    (ch >= '0' && ch <= '9') || ch == '_' || ch == '-';
+    if (!ok) return false;
+  }
+  return true;
+}
+
+int open_segment_fd(const std::string& shm_name) noexcept {
+  return ::shm_open(("/" + shm_name).c_str(), O_RDWR | O_CLOEXEC, 0);
+}
+
+BusCore::BusCore(std::string name, Segment control) noexcept
+    : name_(std::move(name)), control_(std::move(control)) {}
+
+BusCore::~BusCore() {
+  if (table_) table_->leave();
+  if (lock_fd_ >= 0) {
+    unregister_lock_fd(lock_fd_);
+    ::close(lock_fd_);
+  }
+  if (query_fd_ >= 0) ::close(query_fd_);
+}
+
+Result<void> BusCore::join(std::string_view label) {
+  lock_fd_ = open_segment_fd(control_.shm_name());
+  if (lock_fd_ >= 0) register_lock_fd(lock_fd_);
+  query_fd_ = open_segment_fd(control_.shm_name());
+  if (lock_fd_ < 0 || query_fd_ < 0) {
+    const int err = errno;
+    return fail(err == EACCES ? Errc::permission_denied : Errc::system_error,
+                "/dev/shm/" + control_.shm_name() + ": shm_open: " + std::strerror(err));
+  }
+  table_.emplace(control_.bytes(), lock_fd_, query_fd_);
+  auto joined = table_->join(label);
+  if (!joined) return tl::unexpected(joined.error());
+  return {};
+}
+
+bool BusCore::trusted() const noexcept {
+  return (control_.header().flags & layout::kSegmentTrusted) != 0;
+}
+
+std::string BusCore::mailbox_shm_name(std::string_view mailbox) const {
+  return control_shm_name(name_) + "." + std::string(mailbox);
+}
+
+}  // namespace shmbus::detail

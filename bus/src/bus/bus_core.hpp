@@ -1,0 +1,43 @@
+// bus_core.hpp — what one attachment of a bus owns; shared by Bus, Mailbox and
+// Receiver so that none of them can outlive the mapping it points into.
+#pragma once
+
+#include <optional>
+#include <string>
+
+#include "process/process_table.hpp"
+#include "segment/segment.hpp"
+
+namespace shmbus::detail {
+
+class BusCore {
+ public:
+  BusCore(std::string name, Segment control) noexcept;
+  ~BusCore();
+  BusCore(const BusCore&) = delete;
+  BusCore& operator=(const BusCore&) = delete;
+
+  // Opens the lock and query descriptors and joins the process table.
+  [[nodiscard]] Result<void> join(std::string_view label);
+
+  [[nodiscard]] const std::string& name() const noexcept { return name_; }
+  [[nodiscard]] ProcessTable& table() noexcept { return *table_; }
+  [[nodiscard]] bool trusted() const noexcept;
+  [[nodiscard]] std::string mailbox_shm_name(std::string_view mailbox) const;
+
+ private:
+  std::string name_;
+  Segment control_;
+  int lock_fd_ = -1;
+  int query_fd_ = -1;
+  std::optional<ProcessTable> table_;
+};
+
+// "shmbus.<bus>": the control segment's name under /dev/shm.
+[[nodiscard]] std::string control_shm_name(std::string_view bus);
+// Names are [A-Za-z0-9_-]{1,48}: they become file names, '.' separates them.
+[[nodiscard]] bool valid_name(std::string_view name) noexcept;
+// Opens a second descriptor of a segment (O_CLOEXEC), or -1 with errno set.
+[[nodiscard]] int open_segment_fd(const std::string& shm_name) noexcept;
+
+}  // namespace shmbus::detail

@@ -1,0 +1,263 @@
+#include "shmbus/mailbox.hpp"
+
+#include <algorithm>
+#include <cstring>
+#include <utility>
+
+#include "bus/bus_core.hpp"
+#include "ring/ring.hpp"
+#include "shmbus/detail/atomic.hpp"
+#include "shmbus/detail/enforce.hpp"
+#include "wait/futex.hpp"
+
+namespace shmbus {
+
+using detail::Ring;
+
+namespace {
+constexpr std::uint32_t kEmptyPollsPerDeadCheck = 1024;
+constexpr int kSpinsBeforePark = 2000;
+}  // namespace
+
+// ---- Claim ---------------------------------------------------------------------------------
+
+Claim::Claim(detail::Ring* ring, std::uint64_t position, std::span<std::byte> payload) noexcept
+    : ring_(ring), position_(position), payload_(payload) {}
+
+Claim::Claim(Claim&& other) noexcept
+    : ring_(std::exchange(other.ring_, nullptr)), position_(other.position_), payload_(other.payload_) {}
+
+Claim& Claim::operator=(Claim&& other) noexcept {
+  if (this != &other) {
+    abort();
+    ring_ = std::exchange(other.ring_, nullptr);
+    position_ = other.position_;
+    payload_ = other.payload_;
+  }
+  return *this;
+}
+
+Claim::~Claim() { abort(); }
+
+void Claim::set_type(std::uint16_t type) noexcept { ring_->cell(position_).type = type; }
+void Claim::set_correlation(std::uint64_t correlation) noexcept {
+  ring_->cell(position_).correlation = correlation;
+}
+
+void Claim::commit() noexcept { commit(payload_.size()); }
+
+void Claim::commit(std::size_t length) noexcept {
+  SHMBUS_ENFORCE(ring_ != nullptr, "commit of a finished claim");
+  SHMBUS_ENFORCE(length <= payload_.size(), "commit longer than the claim");
+  std::exchange(ring_, nullptr)->commit(position_, static_cast<std::uint32_t>(length));
+}
+
+void Claim::abort() noexcept {
+  if (ring_ != nullptr) std::exchange(ring_, nullptr)->abort(position_);
+}
+
+// ---- Delivery ------------------------------------------------------------------------------
+
+Delivery::Delivery(Receiver* receiver, std::span<const std::byte> payload, RecordInfo info) noexcept
+    : receiver_(receiver), payload_(payload), info_(info) {}
+
+Delivery::Delivery(Delivery&& other) noexcept
+    : receiver_(std::exchange(other.receiver_, nullptr)), payload_(other.payload_), info_(other.info_) {}
+
+Delivery& Delivery::operator=(Delivery&& other) noexcept {
+  if (this != &other) {
+    done();
+    receiver_ = std::exchange(other.receiver_, nullptr);
+    payload_ = other.payload_;
+    info_ = other.info_;
+  }
+  return *this;
+}
+
+Delivery::~Delivery() { done(); }
+
+void Delivery::done() noexcept {
+  if (receiver_ != nullptr) std::exchange(receiver_, nullptr)->finish(info_.position);
+}
+
+bool Delivery::trusted() const noexcept { return receiver_ != nullptr && receiver_->trusted_; }
+
+void Delivery::count_bad_message() const noexcept {
+  if (receiver_ == nullptr) return;
+  detail::fetch_add(receiver_->ring_->header().counters.bad_messages, std::uint64_t{1},
+                    std::memory_order_relaxed);
+}
+
+// ---- Receiver ------------------------------------------------------------------------------
+
+Receiver::Receiver(std::shared_ptr<detail::BusCore> core, std::shared_ptr<detail::Ring> ring,
+                   std::uint32_t entry, std::uint32_t inherited) noexcept
+    : core_(std::move(core)),
+      ring_(std::move(ring)),
+      entry_(entry),
+      inherited_(inherited),
+      trusted_(core_->trusted()) {}
+
+Receiver::Receiver(Receiver&& other) noexcept
+    : core_(std::move(other.core_)),
+      ring_(std::move(other.ring_)),
+      entry_(other.entry_),
+      inherited_(other.inherited_),
+      trusted_(other.trusted_),
+      holding_(other.holding_),
+      empty_polls_(other.empty_polls_) {}
+
+Receiver::~Receiver() {
+  SHMBUS_ENFORCE(!holding_, "a Receiver destroyed while a Delivery of it lives");
+  if (ring_) ring_->unregister_consumer(entry_);
+}
+
+Delivery Receiver::make_delivery(std::uint64_t position) noexcept {
+  const layout::CellHeader& cell = ring_->cell(position);
+  RecordInfo info;
+  info.position = position;
+  info.sequence = cell.sequence;
+  info.sender = ProcessRef{cell.sender};
+  info.type = cell.type;
+  info.deliveries = cell.deliveries;
+  info.redelivered = (cell.flags & layout::kRecordRedelivered) != 0;
+  info.correlation = cell.correlation;
+  holding_ = true;
+  // try_take and take_over checked length <= max_record: the span stays in the cell.
+  return Delivery(this, {ring_->payload(position), cell.length}, info);
+}
+
+void Receiver::finish(std::uint64_t position) noexcept {
+  ring_->release(entry_, position);
+  holding_ = false;
+}
+
+Expected<Delivery> Receiver::try_receive() noexcept {
+  SHMBUS_ENFORCE(!holding_, "receive while holding a record: call done() first");
+  if (inherited_ != 0) {  // our entry came from a dead consumer: its record first
+    const std::uint32_t dead = std::exchange(inherited_, 0);
+    const std::uint64_t held = detail::load_acquire(ring_->header().consumers[entry_].held);
+    if (ring_->take_over(entry_, dead, held)) return make_delivery(held - 1);
+  }
+  const bool check_dead = ++empty_polls_ % kEmptyPollsPerDeadCheck == 0;
+  std::uint64_t position = 0;
+  if (ring_->try_take(entry_, check_dead, position) == Ring::Take::taken) {
+    empty_polls_ = 0;
+    return make_delivery(position);
+  }
+  return tl::unexpected(Errc::empty);
+}
+
+Expected<Delivery> Receiver::recover() noexcept {
+  SHMBUS_ENFORCE(!holding_, "recover while holding a record: call done() first");
+  if (auto position = ring_->recover_one(entry_)) return make_delivery(*position);
+  std::uint64_t position = 0;
+  if (ring_->try_take(entry_, /*check_dead=*/true, position) == Ring::Take::taken) {
+    return make_delivery(position);
+  }
+  return tl::unexpected(Errc::empty);
+}
+
+Expected<Delivery> Receiver::receive(Deadline deadline, WaitMode mode) noexcept {
+  for (std::uint32_t round = 1;; ++round) {
+    if (auto delivery = try_receive(); delivery) return delivery;
+    const Deadline now = Clock::now();
+    if (now >= deadline) return tl::unexpected(Errc::empty);
+    if (mode == WaitMode::busy_poll) {
+      detail::cpu_relax();
+      if (round % (16 * kEmptyPollsPerDeadCheck) == 0) {
+        if (auto recovered = recover(); recovered) return recovered;
+      }
+      continue;
+    }
+    if (mode == WaitMode::spin_then_park) {
+      for (int i = 0; i < kSpinsBeforePark && !ring_->data_ready(); ++i) detail::cpu_relax();
+      if (ring_->data_ready()) continue;
+    }
+    const Deadline recheck_at = std::min(deadline, now + kParkRecheckInterval);
+    ring_->wait_for_data(recheck_at);
+    if (Clock::now() >= recheck_at) {
+      // Nothing woke us for a whole interval: look for dead producers and consumers.
+      if (auto recovered = recover(); recovered) return recovered;
+    }
+  }
+}
+
+// ---- Mailbox -------------------------------------------------------------------------------
+
+Mailbox::Mailbox(std::shared_ptr<detail::BusCore> core, std::shared_ptr<detail::Ring> ring,
+                 std::string name) noexcept
+    : core_(std::move(core)), ring_(std::move(ring)), name_(std::move(name)) {}
+Mailbox::Mailbox(Mailbox&&) noexcept = default;
+Mailbox& Mailbox::operator=(Mailbox&&) noexcept = default;
+Mailbox::~Mailbox() = default;
+
+Expected<Claim> Mailbox::try_claim(std::size_t bytes) noexcept {
+  if (bytes > ring_->max_record()) return tl::unexpected(Errc::record_too_large);
+  auto position = ring_->try_claim(static_cast<std::uint32_t>(bytes));
+  if (!position) {
+    if (position.error() == Errc::mailbox_full) ring_->count_full_refusal();
+    return tl::unexpected(position.error());
+  }
+  layout::CellHeader& cell = ring_->cell(*position);
+  cell.sequence = ring_->next_sequence();
+  cell.type = 0;
+  cell.correlation = 0;
+  return Claim(ring_.get(), *position, {ring_->payload(*position), bytes});
+}
+
+Expected<Claim> Mailbox::claim(std::size_t bytes, Deadline deadline, WaitMode mode) noexcept {
+  if (bytes > ring_->max_record()) return tl::unexpected(Errc::record_too_large);
+  for (;;) {
+    auto position = ring_->try_claim(static_cast<std::uint32_t>(bytes));
+    if (position) {
+      layout::CellHeader& cell = ring_->cell(*position);
+      cell.sequence = ring_->next_sequence();
+      cell.type = 0;
+      cell.correlation = 0;
+      return Claim(ring_.get(), *position, {ring_->payload(*position), bytes});
+    }
+    const Deadline now = Clock::now();
+    if (now >= deadline) {
+      ring_->count_full_refusal();
+      return tl::unexpected(Errc::mailbox_full);
+    }
+    ring_->wait_for_room(std::min(deadline, now + kParkRecheckInterval), mode);
+  }
+}
+
+Expected<void> Mailbox::try_send(std::span<const std::byte> payload, SendOptions options) noexcept {
+  auto claimed = try_claim(payload.size());
+  if (!claimed) return tl::unexpected(claimed.error());
+  if (!payload.empty()) std::memcpy(claimed->payload().data(), payload.data(), payload.size());
+  claimed->set_type(options.type);
+  claimed->set_correlation(options.correlation);
+  claimed->commit();
+  return {};
+}
+
+Expected<void> Mailbox::send(std::span<const std::byte> payload, Deadline deadline,
+                             SendOptions options, WaitMode mode) noexcept {
+  auto claimed = claim(payload.size(), deadline, mode);
+  if (!claimed) return tl::unexpected(claimed.error());
+  if (!payload.empty()) std::memcpy(claimed->payload().data(), payload.data(), payload.size());
+  claimed->set_type(options.type);
+  claimed->set_correlation(options.correlation);
+  claimed->commit();
+  return {};
+}
+
+Result<Receiver> Mailbox::receiver() {
+  std::uint32_t inherited = 0;
+  auto entry = ring_->register_consumer(inherited);
+  if (!entry) return tl::unexpected(entry.error());
+  return Receiver(core_, ring_, *entry, inherited);
+}
+
+std::uint32_t Mailbox::capacity() const noexcept { return ring_->capacity(); }
+std::uint32_t Mailbox::max_record() const noexcept { return ring_->max_record(); }
+layout::RingKind Mailbox::kind() const noexcept { return ring_->kind(); }
+std::uint64_t Mailbox::depth() const noexcept { return ring_->depth(); }
+MailboxCounters Mailbox::counters() const noexcept { return ring_->counters(); }
+
+}  // namespace shmbus

@@ -1,0 +1,103 @@
+// ring.hpp — the lock-free cell ring of layout/ring.hpp, as one process sees it.
+//
+// Every protocol step, its memory ordering and its crash answer are in the
+// layout header's comment; this class is the code of those steps. The
+// descriptor is validated once against the mapping and kept in private
+// members: nothing another process writes later can move a bound.
+#pragma once
+
+#include <atomic>
+#include <cstdint>
+#include <memory>
+#include <optional>
+#include <span>
+
+#include "process/process_table.hpp"
+#include "segment/segment.hpp"
+#include "shmbus/error.hpp"
+#include "shmbus/layout/ring.hpp"
+#include "shmbus/mailbox.hpp"
+
+namespace shmbus::detail {
+
+class Ring {
+ public:
+  // Segment size for `options`, or bad_options naming the bad field.
+  [[nodiscard]] static Result<std::uint64_t> segment_size(const MailboxOptions& options);
+  // Lays out an empty ring (every cell free for its first position).
+  static void initialize(std::span<std::byte> segment, const MailboxOptions& options) noexcept;
+  // Validates the descriptor against the mapping. Fails with not_a_segment.
+  [[nodiscard]] static Result<std::shared_ptr<Ring>> open(Segment segment, ProcessTable& table,
+                                                          std::shared_ptr<void> keep_alive);
+
+  Ring(Segment segment, ProcessTable& table, std::shared_ptr<void> keep_alive) noexcept;
+
+  // ---- producer side ----
+  // A free cell for a record of `bytes`, or record_too_large / mailbox_full.
+  [[nodiscard]] Expected<std::uint64_t> try_claim(std::uint32_t bytes) noexcept;
+  // Parks (or spins) until room may have appeared, or until `until`.
+  void wait_for_room(Deadline until, WaitMode mode) noexcept;
+  void commit(std::uint64_t position, std::uint32_t length) noexcept;
+  void abort(std::uint64_t position) noexcept;
+  void count_full_refusal() noexcept;
+
+  // ---- consumer side ----
+  // An entry in the consumer table; `inherited` receives the owner of a dead
+  // consumer whose entry (and held record) this registration took over, or 0.
+  [[nodiscard]] Result<std::uint32_t> register_consumer(std::uint32_t& inherited);
+  void unregister_consumer(std::uint32_t entry) noexcept;
+
+  enum class Take { taken, empty, blocked };
+  // Takes the record at the head if it is committed. Skips (and counts) dead
+  // claims when `check_dead`, aborted claims and torn cells always.
+  [[nodiscard]] Take try_take(std::uint32_t entry, bool check_dead, std::uint64_t& position) noexcept;
+  // Moves the record held by `dead_owner` at `held` (position + 1) to `entry`,
+  // marked redelivered. False when the cell no longer says taken by it.
+  [[nodiscard]] bool take_over(std::uint32_t entry, std::uint32_t dead_owner, std::uint64_t held) noexcept;
+  // Takes over one record held by a dead consumer of another entry, freeing
+  // dead entries on the way.
+  [[nodiscard]] std::optional<std::uint64_t> recover_one(std::uint32_t entry) noexcept;
+  void release(std::uint32_t entry, std::uint64_t position) noexcept;
+  // One park on the data futex, unless a record is ready; returns at `until`.
+  void wait_for_data(Deadline until) noexcept;
+  [[nodiscard]] bool data_ready() const noexcept;
+
+  // ---- cells ----
+  [[nodiscard]] layout::CellHeader& cell(std::uint64_t position) const noexcept {
+    return *reinterpret_cast<layout::CellHeader*>(cells_ + (position & mask_) * stride_);
+  }
+  [[nodiscard]] std::byte* payload(std::uint64_t position) const noexcept {
+    return cells_ + (position & mask_) * stride_ + sizeof(layout::CellHeader);
+  }
+  [[nodiscard]] std::uint32_t capacity() const noexcept { return capacity_; }
+  [[nodiscard]] std::uint32_t max_record() const noexcept { return max_record_; }
+  [[nodiscard]] layout::RingKind kind() const noexcept { return kind_; }
+  [[nodiscard]] std::uint32_t self() const noexcept { return table_.self().value; }
+  [[nodiscard]] std::uint32_t next_sequence() noexcept {
+    return next_sequence_.fetch_add(1, std::memory_order_relaxed);
+  }
+  [[nodiscard]] std::uint64_t depth() const noexcept;
+  [[nodiscard]] MailboxCounters counters() const noexcept;
+  [[nodiscard]] layout::RingHeader& header() const noexcept { return *header_; }
+  [[nodiscard]] ProcessTable& table() const noexcept { return table_; }
+
+ private:
+  void skip(std::uint64_t position, std::uint64_t control, std::uint64_t& counter) noexcept;
+  void wake_consumers() noexcept;
+  void wake_producers() noexcept;
+
+  Segment segment_;
+  ProcessTable& table_;
+  std::shared_ptr<void> keep_alive_;  // the BusCore that owns table_
+  layout::RingHeader* header_;
+  std::byte* cells_;
+  std::uint32_t capacity_;
+  std::uint64_t mask_;
+  std::uint32_t max_record_;
+  std::uint64_t stride_;
+  std::uint32_t max_consumers_;
+  layout::RingKind kind_;
+  std::atomic<std::uint32_t> next_sequence_{0};
+};
+
+}  // namespace shmbus::detail

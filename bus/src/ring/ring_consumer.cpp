@@ -1,0 +1,199 @@
+// The consumer half of Ring: register, take, release, take over, park.
+#include <string>
+
+#include "ring/ring.hpp"
+#include "shmbus/detail/atomic.hpp"
+#include "shmbus/detail/enforce.hpp"
+#include "shmbus/detail/test_hook.hpp"
+#include "wait/futex.hpp"
+
+namespace shmbus::detail {
+
+using layout::CellHeader;
+using layout::CellState;
+using layout::cell_control;
+using layout::control_owner;
+using layout::control_seq;
+using layout::control_state;
+using layout::seq_distance;
+
+namespace {
+void advance(std::uint64_t& hint, std::uint64_t from) noexcept {
+  (void)compare_exchange(hint, from, from + 1);
+}
+}  // namespace
+
+Result<std::uint32_t> Ring::register_consumer(std::uint32_t& inherited) {
+  inherited = 0;
+  const std::uint32_t me = self();
+  // A free entry first; otherwise the entry of a dead consumer, with the
+  // record it held (handed out, marked redelivered, by the first receive).
+  for (int pass = 0; pass < 2; ++pass) {
+    for (std::uint32_t i = 0; i < max_consumers_; ++i) {
+      layout::ConsumerEntry& entry = header_->consumers[i];
+      std::uint32_t owner = load_acquire(entry.owner);
+      if (pass == 0 ? owner != 0 : (owner == 0 || table_.is_alive(owner))) continue;
+      if (compare_exchange(entry.owner, owner, me)) {
+        if (pass == 0) store_relaxed(entry.held, std::uint64_t{0});
+        inherited = owner;
+        return i;
+      }
+    }
+  }
+  return fail(Errc::too_many_consumers,
+              "mailbox already has " + std::to_string(max_consumers_) + " live consumer" +
+                  (max_consumers_ == 1 ? "" : "s"));
+}
+
+void Ring::unregister_consumer(std::uint32_t entry) noexcept {
+  layout::ConsumerEntry& e = header_->consumers[entry];
+  store_relaxed(e.held, std::uint64_t{0});
+  std::uint32_t me = self();
+  (void)compare_exchange(e.owner, me, std::uint32_t{0});
+}
+
+void Ring::skip(std::uint64_t position, std::uint64_t control, std::uint64_t& counter) noexcept {
+  CellHeader& c = cell(position);
+  if (compare_exchange(c.control, control, cell_control(CellState::free, 0, position + capacity_))) {
+    fetch_add(counter, std::uint64_t{1}, std::memory_order_relaxed);
+    wake_producers();
+  }
+}
+
+Ring::Take Ring::try_take(std::uint32_t entry, bool check_dead, std::uint64_t& position) noexcept {
+  std::uint64_t& head = header_->consumer.head_position;
+  for (;;) {
+    const std::uint64_t h = load_relaxed(head);
+    CellHeader& c = cell(h);
+    // acquire: pairs with the producer's commit CAS; header and payload are visible.
+    std::uint64_t control = load_acquire(c.control);
+    const std::int64_t distance = seq_distance(control_seq(control), h);
+    if (distance > 0) {  // position h is done already: the hint is behind
+      advance(head, h);
+      continue;
+    }
+    if (distance < 0) return Take::empty;
+    switch (control_state(control)) {
+      case CellState::free:
+        return Take::empty;
+      case CellState::claimed:
+        if (!check_dead || table_.is_alive(control_owner(control))) return Take::blocked;
+        skip(h, control, header_->counters.sender_aborted);  // its producer died before commit
+        continue;
+      case CellState::skipped:
+        skip(h, control, header_->counters.sender_aborted);
+        continue;
+      case CellState::taken:
+        advance(head, h);  // another consumer has it
+        continue;
+      case CellState::committed: {
+        // The intent goes first: if we die right after the CAS, recovery
+        // finds the position in our entry (the CAS orders this store).
+        store_relaxed(header_->consumers[entry].held, h + 1);
+        SHMBUS_TEST_HOOK(ring_before_take);
+        if (!compare_exchange(c.control, control, cell_control(CellState::taken, self(), h))) {
+          continue;  // another consumer won it
+        }
+        SHMBUS_TEST_HOOK(ring_after_take);
+        advance(head, h);
+        if (c.length > max_record_) {  // forged or torn: never read past the cell
+          release(entry, h);
+          fetch_add(header_->counters.bad_messages, std::uint64_t{1}, std::memory_order_relaxed);
+          continue;
+        }
+        c.deliveries = static_cast<std::uint8_t>(c.deliveries < 255 ? c.deliveries + 1 : 255);
+        position = h;
+        return Take::taken;
+      }
+      default:  // states 5..7 are never written: a torn or forged cell
+        skip(h, control, header_->counters.bad_messages);
+        continue;
+    }
+  }
+}
+
+bool Ring::take_over(std::uint32_t entry, std::uint32_t dead_owner, std::uint64_t held) noexcept {
+  if (held == 0) return false;
+  const std::uint64_t h = held - 1;
+  CellHeader& c = cell(h);
+  std::uint64_t expected = cell_control(CellState::taken, dead_owner, h);
+  store_relaxed(header_->consumers[entry].held, held);
+  if (!compare_exchange(c.control, expected, cell_control(CellState::taken, self(), h))) {
+    store_relaxed(header_->consumers[entry].held, std::uint64_t{0});
+    return false;
+  }
+  c.flags = static_cast<std::uint8_t>(c.flags | layout::kRecordRedelivered);
+  c.deliveries = static_cast<std::uint8_t>(c.deliveries < 255 ? c.deliveries + 1 : 255);
+  fetch_add(header_->counters.redelivered, std::uint64_t{1}, std::memory_order_relaxed);
+  return c.length <= max_record_;
+}
+
+std::optional<std::uint64_t> Ring::recover_one(std::uint32_t entry) noexcept {
+  for (std::uint32_t i = 0; i < max_consumers_; ++i) {
+    if (i == entry) continue;
+    layout::ConsumerEntry& e = header_->consumers[i];
+    std::uint32_t owner = load_acquire(e.owner);
+    if (owner == 0 || table_.is_alive(owner)) continue;
+    const std::uint64_t held = load_acquire(e.held);
+    const bool took = take_over(entry, owner, held);
+    // The record (if any) is ours now; only then may the entry be reused.
+    (void)compare_exchange(e.owner, owner, std::uint32_t{0});
+    if (took) return held - 1;
+  }
+  return std::nullopt;
+}
+
+void Ring::release(std::uint32_t entry, std::uint64_t position) noexcept {
+  CellHeader& c = cell(position);
+  std::uint64_t expected = cell_control(CellState::taken, self(), position);
+  // seq_cst: our reads of the payload happen before the next producer's
+  // writes, and the room-waiters load below cannot pass this store.
+  const bool released = compare_exchange(
+      c.control, expected, cell_control(CellState::free, 0, position + capacity_));
+  SHMBUS_ENFORCE(released, "a live consumer's record was taken from it");
+  SHMBUS_TEST_HOOK(ring_after_release);
+  store_relaxed(header_->consumers[entry].held, std::uint64_t{0});
+  fetch_add(header_->consumer.consumed, std::uint64_t{1}, std::memory_order_relaxed);
+  wake_producers();
+}
+
+bool Ring::data_ready() const noexcept {
+  const std::uint64_t h = load_seq_cst(header_->consumer.head_position);
+  const std::uint64_t control = load_seq_cst(cell(h).control);
+  const std::int64_t distance = seq_distance(control_seq(control), h);
+  if (distance != 0) return distance > 0;
+  const CellState state = control_state(control);
+  return state != CellState::free && state != CellState::claimed;
+}
+
+void Ring::wait_for_data(Deadline until) noexcept {
+  layout::WakeLine& data = header_->data;
+  const std::uint32_t seq = load_acquire(data.seq);
+  // seq_cst increment, then seq_cst re-check: the Dekker pair of the
+  // producer's commit CAS + waiters load (wake_consumers).
+  fetch_add(data.waiters, std::uint32_t{1});
+  if (!data_ready()) futex_wait(&data.seq, seq, until);
+  fetch_sub(data.waiters, std::uint32_t{1});
+}
+
+std::uint64_t Ring::depth() const noexcept {
+  const std::uint64_t tail = load_acquire(header_->producer.tail_position);
+  const std::uint64_t head = load_acquire(header_->consumer.head_position);
+  return tail > head ? tail - head : 0;
+}
+
+MailboxCounters Ring::counters() const noexcept {
+  const layout::RingHeader& h = *header_;
+  MailboxCounters out;
+  out.claimed = load_acquire(h.producer.tail_position);
+  out.consumed = load_acquire(h.consumer.consumed);
+  out.sender_aborted = load_acquire(h.counters.sender_aborted);
+  out.redelivered = load_acquire(h.counters.redelivered);
+  out.bad_messages = load_acquire(h.counters.bad_messages);
+  out.full_refusals = load_acquire(h.counters.full_refusals);
+  out.consumer_wake_calls = load_acquire(h.data.wake_calls);
+  out.producer_wake_calls = load_acquire(h.room.wake_calls);
+  return out;
+}
+
+}  // namespace shmbus::detail

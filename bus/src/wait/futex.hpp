@@ -1,0 +1,24 @@
+// futex.hpp — shared futex waits and wakes on words inside a segment.
+//
+// Never FUTEX_PRIVATE_FLAG: the kernel keys a shared futex on the page, so a
+// waiter and a waker reach each other through different mapping addresses,
+// and a word in a read-only mapping can be waited on.
+#pragma once
+
+#include <cstdint>
+
+#include "shmbus/wait.hpp"
+
+namespace shmbus::detail {
+
+// Sleeps while *word == expected, until woken or `deadline` (CLOCK_MONOTONIC,
+// absolute). Returns on any wake, spurious ones included: callers re-check.
+void futex_wait(const std::uint32_t* word, std::uint32_t expected, Deadline deadline) noexcept;
+
+// Wakes up to `count` waiters of `word`.
+void futex_wake(const std::uint32_t* word, int count) noexcept;
+
+// One iteration of a spin loop: tells the core a spin-wait is running.
+inline void cpu_relax() noexcept { __builtin_ia32_pause(); }
+
+}  // namespace shmbus::detail
