@@ -8,70 +8,41 @@
 // any kill point (random points).
 #include <unistd.h>
 
-#include <cstdio>
 #include <cstdlib>
 #include <cstring>
-#include <map>
 #include <string>
 
-#include "shmbus/bus.hpp"
 #include "shmbus/detail/test_hook.hpp"
+#include "support/child_roles.hpp"
 
-namespace {
-
-using Args = std::map<std::string, std::string>;
-
-Args parse(int argc, char** argv) {
-  Args args;
-  for (int i = 2; i + 1 < argc; i += 2) {
-    if (std::strncmp(argv[i], "--", 2) == 0) args[argv[i] + 2] = argv[i + 1];
-  }
-  return args;
-}
-
-long number(const Args& args, const char* key, long fallback) {
-  auto it = args.find(key);
-  return it == args.end() ? fallback : std::atol(it->second.c_str());
-}
-
-std::string text(const Args& args, const char* key, const char* fallback = "") {
-  auto it = args.find(key);
-  return it == args.end() ? fallback : it->second;
-}
+namespace shmbus::test {
 
 void say(const std::string& line) {
-  std::string out = line + "\n";
+  const std::string out = line + "\n";
   (void)!::write(STDOUT_FILENO, out.data(), out.size());
 }
 
-[[noreturn]] void die(const std::string& what) {
+void die(const std::string& what) {
   say("error: " + what);
   std::_Exit(2);
 }
 
-// The role "attach": attach, say ready, and wait until killed or stdin closes.
-int role_attach(const Args& args) {
-  auto bus = shmbus::Bus::attach(text(args, "bus"), {.label = "test-child"});
-  if (!bus) die(bus.error().message());
-  say("ready " + std::to_string(bus->self().value));
-  char c;
-  while (::read(STDIN_FILENO, &c, 1) > 0) {
-  }
-  pause();
-  return 0;
-}
-
-}  // namespace
+}  // namespace shmbus::test
 
 int main(int argc, char** argv) {
+  using namespace shmbus::test;
   if (argc < 2) die("usage: shmbus_test_child <role> [--flag value]…");
   const std::string role = argv[1];
-  const Args args = parse(argc, argv);
-  const std::string stop_at = text(args, "stop-at");
-  const long stop_after = number(args, "stop-after", 0);
+  ChildArgs args;
+  for (int i = 2; i + 1 < argc; i += 2) {
+    if (std::strncmp(argv[i], "--", 2) == 0) args[argv[i] + 2] = argv[i + 1];
+  }
+  const std::string stop_at = arg_text(args, "stop-at");
+  const long stop_after = arg_number(args, "stop-after", 0);
   if (!stop_at.empty() || stop_after > 0) {
     shmbus::detail::arm_test_hook(stop_at.c_str(), stop_after, STDOUT_FILENO);
   }
-  if (role == "attach") return role_attach(args);
+  if (int status = run_process_role(role, args); status >= 0) return status;
+  if (int status = run_fault_role(role, args); status >= 0) return status;
   die("unknown role " + role);
 }
