@@ -32,7 +32,9 @@ BusCore::BusCore(std::string name, Segment control) noexcept
 
 BusCore::~BusCore() {
   if (table_) table_->leave();
-  if (lock_fd_ >= 0) {
+  // In a forked child the fork guard already closed the lock descriptor, and
+  // its number may name another file by now.
+  if (lock_fd_ >= 0 && ::getpid() == joined_pid_) {
     unregister_lock_fd(lock_fd_);
     ::close(lock_fd_);
   }
@@ -40,6 +42,7 @@ BusCore::~BusCore() {
 }
 
 Result<void> BusCore::join(std::string_view label) {
+  joined_pid_ = ::getpid();
   lock_fd_ = open_segment_fd(control_.shm_name());
   if (lock_fd_ >= 0) register_lock_fd(lock_fd_);
   query_fd_ = open_segment_fd(control_.shm_name());

@@ -2,6 +2,8 @@
 // Receiver so that none of them can outlive the mapping it points into.
 #pragma once
 
+#include <sys/types.h>
+
 #include <optional>
 #include <string>
 
@@ -30,6 +32,7 @@ class BusCore {
   Segment control_;
   int lock_fd_ = -1;
   int query_fd_ = -1;
+  pid_t joined_pid_ = 0;
   std::optional<ProcessTable> table_;
 };
 

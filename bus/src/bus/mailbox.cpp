@@ -99,13 +99,17 @@ Receiver::Receiver(std::shared_ptr<detail::BusCore> core, std::shared_ptr<detail
       trusted_(core_->trusted()) {}
 
 Receiver::Receiver(Receiver&& other) noexcept
+    // A Delivery points at its Receiver: moving one that holds a record would
+    // leave that pointer dangling.
     : core_(std::move(other.core_)),
       ring_(std::move(other.ring_)),
       entry_(other.entry_),
       inherited_(other.inherited_),
       trusted_(other.trusted_),
       holding_(other.holding_),
-      empty_polls_(other.empty_polls_) {}
+      empty_polls_(other.empty_polls_) {
+  SHMBUS_ENFORCE(!holding_, "a Receiver moved while a Delivery of it lives");
+}
 
 Receiver::~Receiver() {
   SHMBUS_ENFORCE(!holding_, "a Receiver destroyed while a Delivery of it lives");

@@ -6,6 +6,8 @@
 // Crash: see the step list in layout/process_table.hpp.
 #pragma once
 
+#include <sys/types.h>
+
 #include <cstdint>
 #include <span>
 #include <string_view>
@@ -53,6 +55,7 @@ class ProcessTable {
   int query_fd_;
   std::uint32_t self_slot_ = 0;
   std::uint32_t self_generation_ = 0;
+  pid_t self_pid_ = 0;
   ProcessRef self_{};
 };
 
