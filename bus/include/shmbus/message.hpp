@@ -15,6 +15,7 @@
 //   use((*email)->subject()->str());
 #pragma once
 
+#include <algorithm>
 #include <cstddef>
 #include <cstdint>
 #include <cstring>
@@ -37,10 +38,12 @@ struct VerifyLimits {
 // payload seen, then never allocates again.
 class MessageBuffer {
  public:
+  // Copies `bytes` in; a copy larger than a FlatBuffer can be comes back empty.
   [[nodiscard]] std::span<const std::byte> assign(std::span<const std::byte> bytes) {
-    words_.resize((bytes.size() + 7) / 8);
-    if (!bytes.empty()) std::memcpy(words_.data(), bytes.data(), bytes.size());
-    return {reinterpret_cast<const std::byte*>(words_.data()), bytes.size()};
+    const std::size_t size = bytes.size() < FLATBUFFERS_MAX_BUFFER_SIZE ? bytes.size() : 0;
+    words_.resize((size + 7) / 8);
+    std::copy_n(bytes.data(), size, reinterpret_cast<std::byte*>(words_.data()));
+    return {reinterpret_cast<const std::byte*>(words_.data()), size};
   }
 
  private:
