@@ -240,6 +240,9 @@ class Mailbox {
   friend class Bus;
   Mailbox(std::shared_ptr<detail::BusCore> core, std::shared_ptr<detail::Ring> ring,
           std::string name) noexcept;
+  Claim make_claim(std::uint64_t position, std::size_t bytes) noexcept;
+  static void fill_and_commit(Claim& claimed, std::span<const std::byte> payload,
+                              SendOptions options) noexcept;
   std::shared_ptr<detail::BusCore> core_;
   std::shared_ptr<detail::Ring> ring_;
   std::string name_;

@@ -203,24 +203,22 @@ Expected<Claim> Mailbox::try_claim(std::size_t bytes) noexcept {
     if (position.error() == Errc::mailbox_full) ring_->count_full_refusal();
     return tl::unexpected(position.error());
   }
-  layout::CellHeader& cell = ring_->cell(*position);
+  return make_claim(*position, bytes);
+}
+
+Claim Mailbox::make_claim(std::uint64_t position, std::size_t bytes) noexcept {
+  layout::CellHeader& cell = ring_->cell(position);
   cell.sequence = ring_->next_sequence();
   cell.type = 0;
   cell.correlation = 0;
-  return Claim(ring_.get(), *position, {ring_->payload(*position), bytes});
+  return Claim(ring_.get(), position, {ring_->payload(position), bytes});
 }
 
 Expected<Claim> Mailbox::claim(std::size_t bytes, Deadline deadline, WaitMode mode) noexcept {
   if (bytes > ring_->max_record()) return tl::unexpected(Errc::record_too_large);
   for (;;) {
     auto position = ring_->try_claim(static_cast<std::uint32_t>(bytes));
-    if (position) {
-      layout::CellHeader& cell = ring_->cell(*position);
-      cell.sequence = ring_->next_sequence();
-      cell.type = 0;
-      cell.correlation = 0;
-      return Claim(ring_.get(), *position, {ring_->payload(*position), bytes});
-    }
+    if (position) return make_claim(*position, bytes);
     const Deadline now = Clock::now();
     if (now >= deadline) {
       ring_->count_full_refusal();
@@ -233,21 +231,23 @@ Expected<Claim> Mailbox::claim(std::size_t bytes, Deadline deadline, WaitMode mo
 Expected<void> Mailbox::try_send(std::span<const std::byte> payload, SendOptions options) noexcept {
   auto claimed = try_claim(payload.size());
   if (!claimed) return tl::unexpected(claimed.error());
-  if (!payload.empty()) std::memcpy(claimed->payload().data(), payload.data(), payload.size());
-  claimed->set_type(options.type);
-  claimed->set_correlation(options.correlation);
-  claimed->commit();
+  fill_and_commit(*claimed, payload, options);
   return {};
+}
+
+void Mailbox::fill_and_commit(Claim& claimed, std::span<const std::byte> payload,
+                              SendOptions options) noexcept {
+  if (!payload.empty()) std::memcpy(claimed.payload().data(), payload.data(), payload.size());
+  claimed.set_type(options.type);
+  claimed.set_correlation(options.correlation);
+  claimed.commit();
 }
 
 Expected<void> Mailbox::send(std::span<const std::byte> payload, Deadline deadline,
                              SendOptions options, WaitMode mode) noexcept {
   auto claimed = claim(payload.size(), deadline, mode);
   if (!claimed) return tl::unexpected(claimed.error());
-  if (!payload.empty()) std::memcpy(claimed->payload().data(), payload.data(), payload.size());
-  claimed->set_type(options.type);
-  claimed->set_correlation(options.correlation);
-  claimed->commit();
+  fill_and_commit(*claimed, payload, options);
   return {};
 }
 
