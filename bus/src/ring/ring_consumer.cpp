@@ -94,6 +94,7 @@ Ring::Take Ring::try_take(std::uint32_t entry, bool check_dead, std::uint64_t& p
         if (!compare_exchange(c.control, control, cell_control(CellState::taken, self(), h))) {
           continue;  // another consumer won it
         }
+        c.deliveries = 1;
         SHMBUS_TEST_HOOK(ring_after_take);
         advance(head, h);
         if (c.length > max_record_) {  // forged or torn: never read past the cell
@@ -101,7 +102,6 @@ Ring::Take Ring::try_take(std::uint32_t entry, bool check_dead, std::uint64_t& p
           fetch_add(header_->counters.bad_messages, std::uint64_t{1}, std::memory_order_relaxed);
           continue;
         }
-        c.deliveries = static_cast<std::uint8_t>(c.deliveries < 255 ? c.deliveries + 1 : 255);
         position = h;
         return Take::taken;
       }
@@ -123,7 +123,10 @@ bool Ring::take_over(std::uint32_t entry, std::uint32_t dead_owner, std::uint64_
     return false;
   }
   c.flags = static_cast<std::uint8_t>(c.flags | layout::kRecordRedelivered);
-  c.deliveries = static_cast<std::uint8_t>(c.deliveries < 255 ? c.deliveries + 1 : 255);
+  // The dead taker took it at least once, even if it died before it could
+  // store deliveries = 1 (see "Crash" in layout/ring.hpp).
+  const unsigned before = c.deliveries == 0 ? 1u : c.deliveries;
+  c.deliveries = static_cast<std::uint8_t>(before < 255 ? before + 1 : 255);
   fetch_add(header_->counters.redelivered, std::uint64_t{1}, std::memory_order_relaxed);
   return c.length <= max_record_;
 }

@@ -54,7 +54,10 @@
 //   consumer after the take CAS (holding the record): its ConsumerEntry says
 //     {owner C, held p + 1}; a live consumer of the mailbox that finds C dead
 //     CASes taken(p, C) -> taken(p, itself) and delivers it again, marked
-//     redelivered, deliveries + 1.
+//     redelivered, deliveries + 1 (`deliveries` is a plain byte its taker
+//     stores right after the CAS; a taker that dies in between is counted
+//     as one delivery, so only a second death in that same window can
+//     undercount by one).
 //   consumer after the done CAS: the record is consumed; a stale `held` is
 //     harmless, for the cell no longer says taken(p, C).
 //
