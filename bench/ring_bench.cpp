@@ -1,0 +1,338 @@
+// ring_bench — one-way latency and throughput of a mailbox between two
+// processes on two cores, with 64-byte SendEmail records.
+//
+//   BM_LatencyBusyPoll      ping-pong through two mailbox rings (requests to the
+//                           child, replies back), both receivers in
+//                           WaitMode::busy_poll. Floor: BM_CacheLinePingPong.
+//   BM_LatencyPark          the same with WaitMode::park, and every wake-up a real
+//                           one: the parent sends only once the child has parked
+//                           (the requests ring's data.waiters word is non-zero and
+//                           /proc says the child sleeps), the child answers only
+//                           once the parent has announced itself in the replies
+//                           ring's data.waiters. Floor: BM_FutexPingPong.
+//   BM_LatencySpinThenPark  back-to-back ping-pong in the default
+//                           WaitMode::spin_then_park (no waiting for a park): what
+//                           a tight request/reply gets. Floor: BM_CacheLinePingPong.
+//   BM_Throughput           the parent streams records with send(busy_poll), the
+//                           child takes them with receive(busy_poll): records/s.
+//                           Target: 10 M records/s.
+//   BM_ReadMessage          one process, no ring: read_message<SendEmail> (copy +
+//                           verifier, or copy only when trusted) of one record.
+//
+// Every receiver (child and parent alike) reads each record with
+// Delivery::read<SendEmail>: the verifier runs unless the bus was created
+// trusted. Argument trusted:0 is a verified bus, trusted:1 a trusted one.
+// Latencies are one-way (round trip / 2): the manual time column is the mean,
+// p50_ns / p99_ns counters come from one sample per round trip.
+#include <chrono>
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include <benchmark/benchmark.h>
+
+#include "shmbus/bus.hpp"
+#include "shmbus/mailbox.hpp"
+#include "shmbus/message.hpp"
+#include "support/payload.hpp"
+#include "support/percentiles.hpp"
+#include "support/pin.hpp"
+#include "support/ring_peek.hpp"
+#include "support/scale.hpp"
+#include "support/two_process.hpp"
+
+namespace shmbus::bench {
+namespace {
+
+using namespace std::chrono_literals;
+namespace mailer = shmbus::examples::mailer;
+
+constexpr std::uint16_t kStopRecord = 2;
+constexpr std::uint32_t kPingPongCapacity = 64;
+constexpr std::uint32_t kStreamCapacity = 4096;
+constexpr std::int64_t kStreamBatch = 1 << 16;  // records per throughput iteration
+constexpr auto kAnswerTimeout = 2s;
+
+[[nodiscard]] std::span<const std::byte> bytes_of(const Payload& payload) noexcept {
+  return {payload.data(), payload.size()};
+}
+
+// Removes the bus's segments when the benchmark ends, however it ends.
+class BusRemover {
+ public:
+  explicit BusRemover(std::string name) : name_(std::move(name)) {}
+  BusRemover(const BusRemover&) = delete;
+  BusRemover& operator=(const BusRemover&) = delete;
+  ~BusRemover() { (void)Bus::remove(name_); }
+
+ private:
+  std::string name_;
+};
+
+// Reads a record as a service would; false when it does not verify.
+[[nodiscard]] bool read_record(const Delivery& delivery, MessageBuffer& scratch) {
+  auto email = delivery.read<mailer::SendEmail>(mailer::SendEmailIdentifier(), scratch);
+  if (!email) return false;
+  benchmark::DoNotOptimize((*email)->subject());
+  return true;
+}
+
+// ---- the child of the ping-pong benchmarks -------------------------------------------------
+
+struct EchoSpec {
+  std::string bus;
+  WaitMode mode;
+  bool answer_when_parked;  // wait for the parent's announcement before each answer
+  Payload reply;
+};
+
+// Receives each request, reads it, answers with one record. Exit code 0, or
+// 2 when some record did not verify.
+int serve_echo(const EchoSpec& spec, Control& control) {
+  auto bus = Bus::attach(spec.bus, {.label = "bench-echo"});
+  if (!bus) return control.set_failed(bus.error().message()), 1;
+  auto requests = bus->open_mailbox("requests");
+  auto replies = bus->open_mailbox("replies");
+  if (!requests || !replies) return control.set_failed("cannot open the mailboxes"), 1;
+  auto receiver = requests->receiver();
+  if (!receiver) return control.set_failed(receiver.error().message()), 1;
+  std::optional<RingPeek> replies_peek;
+  if (spec.answer_when_parked) {
+    replies_peek.emplace(spec.bus, "replies");
+    if (!replies_peek->ok()) return control.set_failed("cannot map the replies ring"), 1;
+  }
+  MessageBuffer scratch;
+  bool all_verified = true;
+  control.set_ready();
+  for (;;) {
+    auto delivery = receiver->receive(BenchClock::now() + 10s, spec.mode);
+    if (!delivery) {
+      if (control.stop_requested()) break;
+      continue;
+    }
+    if (delivery->info().type == kStopRecord) break;
+    all_verified = read_record(*delivery, scratch) && all_verified;
+    delivery->done();
+    if (replies_peek && !spin_until([&] { return replies_peek->data_waiters() != 0; }, kAnswerTimeout)) {
+      return 1;
+    }
+    if (!replies->try_send(bytes_of(spec.reply))) return 1;  // never full in a ping-pong
+  }
+  return all_verified ? 0 : 2;
+}
+
+// ---- the ping-pong benchmarks --------------------------------------------------------------
+
+enum class Waiting { back_to_back, for_parked_peer };
+
+void ping_pong(benchmark::State& state, WaitMode mode, Waiting waiting) {
+  const bool trusted = state.range(0) != 0;
+  const bool parked = waiting == Waiting::for_parked_peer;
+  if (!pin_to_cpu(kParentCpu)) return state.SkipWithError("cannot pin the parent to CPU 0");
+  const std::optional<Payload> payload = make_send_email();
+  if (!payload) return state.SkipWithError("no SendEmail of exactly 64 bytes");
+
+  const std::string name = unique_bus_name();
+  BusRemover remover(name);
+  auto bus = Bus::create(name, {.trusted = trusted, .label = "bench-parent"});
+  if (!bus) return state.SkipWithError(bus.error().message().c_str());
+  const MailboxOptions options{.kind = layout::RingKind::mpsc,
+                               .capacity = kPingPongCapacity,
+                               .max_record = static_cast<std::uint32_t>(kPayloadBytes)};
+  auto requests = bus->create_mailbox("requests", options);
+  auto replies = bus->create_mailbox("replies", options);
+  if (!requests || !replies) return state.SkipWithError("cannot create the mailboxes");
+  auto receiver = replies->receiver();
+  if (!receiver) return state.SkipWithError(receiver.error().message().c_str());
+
+  SharedBlock<Control> control;
+  ChildProcess child = ChildProcess::start(
+      kChildCpu, [spec = EchoSpec{name, mode, parked, *payload}, &control_ref = *control] {
+        return serve_echo(spec, control_ref);
+      });
+  if (auto why = wait_ready(*control, child); !why.empty()) return state.SkipWithError(why.c_str());
+  std::optional<RingPeek> requests_peek;
+  std::optional<ProcState> child_state;
+  if (parked) {
+    requests_peek.emplace(name, "requests");
+    child_state.emplace(child.pid());
+    if (!requests_peek->ok() || !child_state->ok()) {
+      return state.SkipWithError("cannot watch the child's parking");
+    }
+  }
+
+  MessageBuffer scratch;
+  bool all_verified = true;
+  // One round trip, timed from just before the send to the reply's done().
+  // When `parked`, first waits (untimed) until the child sleeps in the ring's
+  // futex wait: announced in data.waiters and asleep according to the kernel.
+  const auto round_trip = [&](BenchClock::duration& rtt) -> bool {
+    if (parked && !spin_until([&] { return requests_peek->data_waiters() != 0 && child_state->parked(); },
+                              kAnswerTimeout)) {
+      return false;
+    }
+    const Deadline deadline = BenchClock::now() + kAnswerTimeout;
+    const auto t0 = BenchClock::now();
+    if (!requests->try_send(bytes_of(*payload))) return false;
+    auto delivery = receiver->receive(deadline, mode);
+    if (!delivery) return false;
+    all_verified = read_record(*delivery, scratch) && all_verified;
+    delivery->done();
+    rtt = BenchClock::now() - t0;
+    return true;
+  };
+
+  BenchClock::duration rtt{};
+  bool ok = true;
+  const int warmup = parked ? 200 : 2000;
+  for (int i = 0; i < warmup && ok; ++i) ok = round_trip(rtt);
+  std::vector<double> samples;
+  samples.reserve(static_cast<std::size_t>(state.max_iterations));
+  for (auto _ : state) {
+    ok = ok && round_trip(rtt);
+    if (!ok) {
+      state.SkipWithError("the child stopped answering");
+      break;
+    }
+    const double one_way_ns = std::chrono::duration<double, std::nano>(rtt).count() / 2;
+    samples.push_back(one_way_ns);
+    state.SetIterationTime(one_way_ns * 1e-9);
+  }
+
+  if (parked) state.SetLabel(std::string("parked signal: ") + child_state->signal());
+  control->request_stop();
+  (void)requests->try_send(bytes_of(*payload), {.type = kStopRecord});
+  const int code = child.reap();
+  if (ok && code != 0) {
+    state.SkipWithError(code == 2 ? "a record failed verification" : "the child failed");
+  } else if (ok && !all_verified) {
+    state.SkipWithError("a reply failed verification");
+  }
+  state.SetItemsProcessed(state.iterations());
+  state.SetBytesProcessed(state.iterations() * static_cast<std::int64_t>(kPayloadBytes));
+  state.counters["verified"] = trusted ? 0 : 1;
+  report_latency(state, samples);
+}
+
+void BM_LatencyBusyPoll(benchmark::State& state) {
+  ping_pong(state, WaitMode::busy_poll, Waiting::back_to_back);
+}
+void BM_LatencyPark(benchmark::State& state) {
+  ping_pong(state, WaitMode::park, Waiting::for_parked_peer);
+}
+void BM_LatencySpinThenPark(benchmark::State& state) {
+  ping_pong(state, WaitMode::spin_then_park, Waiting::back_to_back);
+}
+
+BENCHMARK(BM_LatencyBusyPoll)->ArgName("trusted")->Arg(0)->Arg(1)->UseManualTime()
+    ->Iterations(scaled(200000))->Unit(benchmark::kNanosecond);
+BENCHMARK(BM_LatencyPark)->ArgName("trusted")->Arg(0)->Arg(1)->UseManualTime()
+    ->Iterations(scaled(10000))->Unit(benchmark::kNanosecond);
+BENCHMARK(BM_LatencySpinThenPark)->ArgName("trusted")->Arg(0)->Arg(1)->UseManualTime()
+    ->Iterations(scaled(100000))->Unit(benchmark::kNanosecond);
+
+// ---- throughput ----------------------------------------------------------------------------
+
+// Takes records until the stop record; publishes the count in control.progress.
+int serve_sink(const std::string& bus_name, Control& control) {
+  auto bus = Bus::attach(bus_name, {.label = "bench-sink"});
+  if (!bus) return control.set_failed(bus.error().message()), 1;
+  auto stream = bus->open_mailbox("stream");
+  if (!stream) return control.set_failed("cannot open the mailbox"), 1;
+  auto receiver = stream->receiver();
+  if (!receiver) return control.set_failed(receiver.error().message()), 1;
+  MessageBuffer scratch;
+  bool all_verified = true;
+  std::uint64_t taken = 0;
+  control.set_ready();
+  // One deadline for the whole run: receive() is not charged a clock read per record.
+  const Deadline deadline = BenchClock::now() + 600s;
+  for (;;) {
+    auto delivery = receiver->receive(deadline, WaitMode::busy_poll);
+    if (!delivery) return 1;
+    if (delivery->info().type == kStopRecord) break;
+    all_verified = read_record(*delivery, scratch) && all_verified;
+    delivery->done();
+    store_release(control.progress, ++taken);
+  }
+  return all_verified ? 0 : 2;
+}
+
+void BM_Throughput(benchmark::State& state) {
+  const bool trusted = state.range(0) != 0;
+  if (!pin_to_cpu(kParentCpu)) return state.SkipWithError("cannot pin the parent to CPU 0");
+  const std::optional<Payload> payload = make_send_email();
+  if (!payload) return state.SkipWithError("no SendEmail of exactly 64 bytes");
+
+  const std::string name = unique_bus_name();
+  BusRemover remover(name);
+  auto bus = Bus::create(name, {.trusted = trusted, .label = "bench-parent"});
+  if (!bus) return state.SkipWithError(bus.error().message().c_str());
+  auto stream = bus->create_mailbox("stream", {.kind = layout::RingKind::mpsc,
+                                               .capacity = kStreamCapacity,
+                                               .max_record = static_cast<std::uint32_t>(kPayloadBytes)});
+  if (!stream) return state.SkipWithError(stream.error().message().c_str());
+
+  SharedBlock<Control> control;
+  ChildProcess child = ChildProcess::start(
+      kChildCpu, [name, &control_ref = *control] { return serve_sink(name, control_ref); });
+  if (auto why = wait_ready(*control, child); !why.empty()) return state.SkipWithError(why.c_str());
+
+  const auto bytes = bytes_of(*payload);
+  std::uint64_t sent = 0;
+  // Sends `count` records and waits until the child has taken them all.
+  const auto stream_batch = [&](std::int64_t count) -> bool {
+    const Deadline deadline = BenchClock::now() + 10s;
+    for (std::int64_t i = 0; i < count; ++i) {
+      if (!stream->send(bytes, deadline, {}, WaitMode::busy_poll)) return false;
+    }
+    sent += static_cast<std::uint64_t>(count);
+    return spin_until([&] { return load_acquire(control->progress) >= sent; }, kAnswerTimeout);
+  };
+
+  bool ok = stream_batch(kStreamBatch / 4);  // warm-up: fault the cells in, reach steady state
+  for (auto _ : state) {
+    const auto t0 = BenchClock::now();
+    ok = ok && stream_batch(kStreamBatch);
+    const auto t1 = BenchClock::now();
+    if (!ok) {
+      state.SkipWithError("the child stopped taking records");
+      break;
+    }
+    state.SetIterationTime(std::chrono::duration<double>(t1 - t0).count());
+  }
+  (void)stream->send(bytes, BenchClock::now() + kAnswerTimeout, {.type = kStopRecord}, WaitMode::busy_poll);
+  const int code = child.reap();
+  if (ok && code != 0) {
+    state.SkipWithError(code == 2 ? "a record failed verification" : "the child failed");
+  }
+  const std::int64_t records = state.iterations() * kStreamBatch;
+  state.SetItemsProcessed(records);
+  state.SetBytesProcessed(records * static_cast<std::int64_t>(kPayloadBytes));
+  state.counters["verified"] = trusted ? 0 : 1;
+  state.counters["full_refusals"] = static_cast<double>(stream->counters().full_refusals);
+}
+BENCHMARK(BM_Throughput)->ArgName("trusted")->Arg(0)->Arg(1)->UseManualTime()
+    ->Iterations(scaled(30))->Unit(benchmark::kMillisecond);
+
+// ---- the receiver's read, alone ------------------------------------------------------------
+
+void BM_ReadMessage(benchmark::State& state) {
+  const bool trusted = state.range(0) != 0;
+  const std::optional<Payload> payload = make_send_email();
+  if (!payload) return state.SkipWithError("no SendEmail of exactly 64 bytes");
+  MessageBuffer scratch;
+  for (auto _ : state) {
+    auto email = read_message<mailer::SendEmail>(bytes_of(*payload), mailer::SendEmailIdentifier(),
+                                                 trusted, scratch);
+    benchmark::DoNotOptimize(email);
+  }
+  state.SetItemsProcessed(state.iterations());
+}
+BENCHMARK(BM_ReadMessage)->ArgName("trusted")->Arg(0)->Arg(1)->MinTime(0.05);
+
+}  // namespace
+}  // namespace shmbus::bench
+
+BENCHMARK_MAIN();
