@@ -119,7 +119,7 @@ TEST(ProcessLiveness, ReusedPidIsNotMistakenForTheDeadProcess) {
 
 TEST(ProcessReclaim, ProcessesReclaimingOneDeadSlotAtOnceReclaimItOnce) {
   constexpr int kReclaimers = 4;
-  const long rounds = test::scaled(12);
+  const long rounds = test::scaled(40);
   for (long round = 0; round < rounds; ++round) {
     auto bus = test::ScopedBus::create();
     Child victim = attached_child(bus.name());
