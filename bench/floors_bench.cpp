@@ -15,19 +15,14 @@
 //
 // Latency figures are one-way (round trip / 2), in the manual time column and
 // as p50_ns / p99_ns counters from one sample per round trip.
-#include <linux/futex.h>
-#include <sys/syscall.h>
-#include <unistd.h>
-
-#include <array>
-#include <atomic>
 #include <cstdint>
 #include <cstring>
-#include <ctime>
+#include <string>
 #include <vector>
 
 #include <benchmark/benchmark.h>
 
+#include "support/floors.hpp"
 #include "support/percentiles.hpp"
 #include "support/pin.hpp"
 #include "support/scale.hpp"
@@ -36,58 +31,35 @@
 namespace shmbus::bench {
 namespace {
 
-using namespace std::chrono_literals;
-
 constexpr int kWarmupRounds = 2000;
 
 // ---- cache-line ping-pong ------------------------------------------------------------------
 
-struct CacheLinePair {
-  alignas(128) std::uint64_t ping;  // written by the parent only
-  alignas(128) std::uint64_t pong;  // written by the child only
-};
-
-constexpr std::uint64_t kStopPing = ~std::uint64_t{0};
-
 int serve_cache_line(CacheLinePair& pair, Control& control) {
   control.set_ready();
   std::uint64_t last = 0;
-  for (;;) {
-    std::uint64_t seen;
-    while ((seen = load_acquire(pair.ping)) == last) {
-    }
-    if (seen == kStopPing) return 0;
-    last = seen;
-    store_release(pair.pong, seen);
+  while (answer_cache_line(pair, last)) {
   }
+  return 0;
 }
 
 void BM_CacheLinePingPong(benchmark::State& state) {
   if (!pin_to_cpu(kParentCpu)) return state.SkipWithError("cannot pin the parent to CPU 0");
   SharedBlock<CacheLinePair> pair;
   SharedBlock<Control> control;
-  ChildProcess child = ChildProcess::start(
-      kChildCpu, [&pair_ref = *pair, &control_ref = *control] { return serve_cache_line(pair_ref, control_ref); });
+  ChildProcess child = ChildProcess::start(kChildCpu, [&pair_ref = *pair, &control_ref = *control] {
+    return serve_cache_line(pair_ref, control_ref);
+  });
   if (auto why = wait_ready(*control, child); !why.empty()) return state.SkipWithError(why.c_str());
 
   std::uint64_t round = 0;
-  // One round trip; false when the child stopped answering.
-  const auto round_trip = [&]() -> bool {
-    ++round;
-    store_release(pair->ping, round);
-    for (std::uint32_t n = 1; load_acquire(pair->pong) != round; ++n) {
-      if ((n & 0xFFFFFu) == 0 && child.exited()) return false;
-    }
-    return true;
-  };
-
   bool ok = true;
-  for (int i = 0; i < kWarmupRounds && ok; ++i) ok = round_trip();
+  for (int i = 0; i < kWarmupRounds && ok; ++i) ok = cache_line_round_trip(*pair, ++round, child);
   std::vector<double> samples;
   samples.reserve(static_cast<std::size_t>(state.max_iterations));
   for (auto _ : state) {
     const auto t0 = BenchClock::now();
-    ok = ok && round_trip();
+    ok = ok && cache_line_round_trip(*pair, ++round, child);
     const auto t1 = BenchClock::now();
     if (!ok) {
       state.SkipWithError("the child stopped answering");
@@ -97,7 +69,7 @@ void BM_CacheLinePingPong(benchmark::State& state) {
     samples.push_back(one_way_ns);
     state.SetIterationTime(one_way_ns * 1e-9);
   }
-  store_release(pair->ping, kStopPing);
+  stop_cache_line(*pair);
   (void)child.reap();
   state.SetItemsProcessed(state.iterations());
   report_latency(state, samples);
@@ -106,111 +78,47 @@ BENCHMARK(BM_CacheLinePingPong)->UseManualTime()->Iterations(scaled(200000))->Un
 
 // ---- futex ping-pong -----------------------------------------------------------------------
 
-// As layout::WakeLine: a futex word and its waiter count share a line.
-struct FutexWord {
-  alignas(128) std::uint32_t seq;
-  std::uint32_t waiters;
-};
-struct FutexPair {
-  FutexWord ping;  // the child parks here
-  FutexWord pong;  // the parent parks here
-};
-
-// Shared futex (no FUTEX_PRIVATE_FLAG), as the library's: keyed on the page.
-void futex_wait(std::uint32_t* word, std::uint32_t expected, std::chrono::nanoseconds timeout) {
-  const auto secs = std::chrono::duration_cast<std::chrono::seconds>(timeout);
-  struct timespec rel {};
-  rel.tv_sec = static_cast<time_t>(secs.count());
-  rel.tv_nsec = static_cast<long>((timeout - secs).count());
-  (void)::syscall(SYS_futex, word, FUTEX_WAIT, expected, &rel, nullptr, 0);
-}
-void futex_wake(std::uint32_t* word) {
-  (void)::syscall(SYS_futex, word, FUTEX_WAKE, 1, nullptr, nullptr, 0);
-}
-
-// Parks on `w` until its seq differs from `last`, announcing itself in
-// `waiters` first (the Dekker pair of the waker's waiters check, as the ring's
-// wait_for_data). Returns the new seq, or `last` after `timeout`.
-std::uint32_t park_until_changed(FutexWord& w, std::uint32_t last, std::chrono::nanoseconds timeout) {
-  const auto until = BenchClock::now() + timeout;
-  std::atomic_ref<std::uint32_t>(w.waiters).fetch_add(1);
-  std::uint32_t seen;
-  while ((seen = std::atomic_ref<std::uint32_t>(w.seq).load()) == last) {
-    if (BenchClock::now() >= until) break;
-    futex_wait(&w.seq, last, 100ms);
-  }
-  std::atomic_ref<std::uint32_t>(w.waiters).fetch_sub(1);
-  return seen;
-}
-
-// Bumps the word and wakes one waiter (only called once the peer has parked).
-void wake(FutexWord& w) {
-  std::atomic_ref<std::uint32_t>(w.seq).fetch_add(1);
-  futex_wake(&w.seq);
-}
-
 int serve_futex(FutexPair& pair, Control& control) {
   control.set_ready();
   std::uint32_t last = 0;
-  for (;;) {
-    const std::uint32_t seen = park_until_changed(pair.ping, last, 10s);
-    if (seen == last || control.stop_requested()) return 0;
-    last = seen;
-    // Answer only once the parent is parked too (at least announced: it
-    // announced itself right after its wake, long before ours arrives).
-    if (!spin_until([&] { return load_acquire(pair.pong.waiters) != 0; }, 2s)) return 1;
-    wake(pair.pong);
+  while (answer_futex(pair, last, control)) {
   }
+  return 0;
 }
 
 void BM_FutexPingPong(benchmark::State& state) {
   if (!pin_to_cpu(kParentCpu)) return state.SkipWithError("cannot pin the parent to CPU 0");
   SharedBlock<FutexPair> pair;
   SharedBlock<Control> control;
-  ChildProcess child = ChildProcess::start(
-      kChildCpu, [&pair_ref = *pair, &control_ref = *control] { return serve_futex(pair_ref, control_ref); });
+  ChildProcess child = ChildProcess::start(kChildCpu, [&pair_ref = *pair, &control_ref = *control] {
+    return serve_futex(pair_ref, control_ref);
+  });
   if (auto why = wait_ready(*control, child); !why.empty()) return state.SkipWithError(why.c_str());
   ProcState child_state(child.pid());
 
   std::uint32_t pong_last = 0;
-  // Waits (untimed) until the child is asleep in FUTEX_WAIT, then one round trip.
-  const auto round_trip = [&](BenchClock::time_point& t0, BenchClock::time_point& t1) -> bool {
-    if (!spin_until([&] { return load_acquire(pair->ping.waiters) != 0 && child_state.parked(); },
-                    2s)) {
-      return false;
-    }
-    t0 = BenchClock::now();
-    wake(pair->ping);
-    const std::uint32_t seen = park_until_changed(pair->pong, pong_last, 2s);
-    t1 = BenchClock::now();
-    if (seen == pong_last) return false;
-    pong_last = seen;
-    return true;
-  };
-
+  BenchClock::duration rtt{};
   bool ok = child_state.ok();
-  BenchClock::time_point t0, t1;
-  for (int i = 0; i < kWarmupRounds / 10 && ok; ++i) ok = round_trip(t0, t1);
+  for (int i = 0; i < kWarmupRounds / 10 && ok; ++i) ok = futex_round_trip(*pair, pong_last, child_state, rtt);
   std::vector<double> samples;
   samples.reserve(static_cast<std::size_t>(state.max_iterations));
   for (auto _ : state) {
-    ok = ok && round_trip(t0, t1);
+    ok = ok && futex_round_trip(*pair, pong_last, child_state, rtt);
     if (!ok) {
       state.SkipWithError("the child stopped answering (or never parked)");
       break;
     }
-    const double one_way_ns = std::chrono::duration<double, std::nano>(t1 - t0).count() / 2;
+    const double one_way_ns = std::chrono::duration<double, std::nano>(rtt).count() / 2;
     samples.push_back(one_way_ns);
     state.SetIterationTime(one_way_ns * 1e-9);
   }
   state.SetLabel(std::string("parked signal: ") + child_state.signal());
-  control->request_stop();
-  wake(pair->ping);
+  stop_futex(*pair, *control);
   (void)child.reap();
   state.SetItemsProcessed(state.iterations());
   report_latency(state, samples);
 }
-BENCHMARK(BM_FutexPingPong)->UseManualTime()->Iterations(scaled(10000))->Unit(benchmark::kNanosecond);
+BENCHMARK(BM_FutexPingPong)->UseManualTime()->Iterations(scaled(20000))->Unit(benchmark::kNanosecond);
 
 // ---- one copy of the payload ---------------------------------------------------------------
 

@@ -7,6 +7,7 @@
 
 #include <algorithm>
 #include <cstddef>
+#include <string>
 #include <vector>
 
 #include <benchmark/benchmark.h>
@@ -23,14 +24,29 @@ namespace shmbus::bench {
   return samples[rank];
 }
 
-// Sets p50_ns, p99_ns, p999_ns, min_ns and max_ns (one-way nanoseconds).
-inline void report_latency(benchmark::State& state, std::vector<double>& samples) {
+// Sets <prefix>p50_ns, p99_ns, p999_ns, min_ns and max_ns (one-way nanoseconds).
+inline void report_latency(benchmark::State& state, std::vector<double>& samples,
+                           const std::string& prefix = "") {
   if (samples.empty()) return;
-  state.counters["p50_ns"] = quantile(samples, 0.50);
-  state.counters["p99_ns"] = quantile(samples, 0.99);
-  state.counters["p999_ns"] = quantile(samples, 0.999);
-  state.counters["min_ns"] = *std::min_element(samples.begin(), samples.end());
-  state.counters["max_ns"] = *std::max_element(samples.begin(), samples.end());
+  state.counters[prefix + "p50_ns"] = quantile(samples, 0.50);
+  state.counters[prefix + "p99_ns"] = quantile(samples, 0.99);
+  state.counters[prefix + "p999_ns"] = quantile(samples, 0.999);
+  state.counters[prefix + "min_ns"] = *std::min_element(samples.begin(), samples.end());
+  state.counters[prefix + "max_ns"] = *std::max_element(samples.begin(), samples.end());
+}
+
+// As report_latency for `samples`, plus floor_p50_ns / floor_p99_ns from the
+// floor round trips interleaved with them, and ratio_p50 / ratio_p99.
+inline void report_latency_and_floor(benchmark::State& state, std::vector<double>& samples,
+                                     std::vector<double>& floor_samples) {
+  if (samples.empty() || floor_samples.empty()) return;
+  report_latency(state, samples);
+  const double floor_p50 = quantile(floor_samples, 0.50);
+  const double floor_p99 = quantile(floor_samples, 0.99);
+  state.counters["floor_p50_ns"] = floor_p50;
+  state.counters["floor_p99_ns"] = floor_p99;
+  if (floor_p50 > 0) state.counters["ratio_p50"] = quantile(samples, 0.50) / floor_p50;
+  if (floor_p99 > 0) state.counters["ratio_p99"] = quantile(samples, 0.99) / floor_p99;
 }
 
 }  // namespace shmbus::bench

@@ -104,8 +104,9 @@ struct Control {
   [[nodiscard]] bool stop_requested() const noexcept { return load_acquire(stop) != 0; }
 };
 
-// A forked child running one function on its own core. Move-only; the
-// destructor reaps it (SIGKILL if it has not exited within the timeout).
+// A forked child running one function on its own core. Move-only. reap()
+// lets it finish (the normal end of a benchmark); the destructor, reached
+// without reap() only on an error path, kills it at once and reaps it.
 class ChildProcess {
  public:
   static constexpr std::chrono::seconds kReapTimeout{5};
@@ -134,7 +135,7 @@ class ChildProcess {
 
   ChildProcess(ChildProcess&& other) noexcept : pid_(std::exchange(other.pid_, -1)) {}
   ChildProcess& operator=(ChildProcess&&) = delete;
-  ~ChildProcess() { (void)reap(); }
+  ~ChildProcess() { (void)reap(std::chrono::nanoseconds::zero()); }
 
   [[nodiscard]] pid_t pid() const noexcept { return pid_; }
   [[nodiscard]] bool started() const noexcept { return pid_ > 0; }
