@@ -169,8 +169,10 @@ class Receiver {
   [[nodiscard]] Expected<Delivery> receive(Deadline deadline,
                                            WaitMode mode = WaitMode::spin_then_park) noexcept;
 
-  // Takes over one record held by a dead consumer, if there is one. Called by
-  // receive() on its own at a bounded interval; public for supervisors.
+  // Takes over one record held by a dead consumer, if there is one, else
+  // takes the head record, skipping a claim whose producer died. Receiving
+  // does this on its own once per kParkRecheckInterval, busy or idle; public
+  // for supervisors that know a process died. Fails with `empty`.
   [[nodiscard]] Expected<Delivery> recover() noexcept;
 
  private:
@@ -187,7 +189,8 @@ class Receiver {
   std::uint32_t inherited_ = 0;  // dead consumer whose entry we took; its record comes first
   bool trusted_ = false;
   bool holding_ = false;
-  std::uint32_t empty_polls_ = 0;
+  std::uint32_t polls_ = 0;
+  Deadline next_recovery_{};
 };
 
 // A handle to one mailbox of an attached bus. Cheap to move; many threads of

@@ -53,7 +53,7 @@ Result<Bus> Bus::create(std::string_view name, CreateOptions options) {
       detail::ProcessTable::segment_size(options.max_processes), options.mode,
       options.trusted ? std::uint32_t{layout::kSegmentTrusted} : 0u};
   auto control = Segment::create(spec, [&](std::span<std::byte> bytes) {
-    detail::ProcessTable::initialize(bytes, options.max_processes);
+    detail::ProcessTable::initialize(bytes, options.max_processes, options.mode);
   });
   if (!control) {
     Error error = control.error();
@@ -147,7 +147,7 @@ Result<Mailbox> Bus::create_mailbox(std::string_view name, MailboxOptions option
   auto size = detail::Ring::segment_size(options);
   if (!size) return tl::unexpected(size.error());
   const detail::SegmentSpec spec{core_->mailbox_shm_name(name), layout::SegmentKind::mailbox,
-                                 *size, 0600, 0};
+                                 *size, core_->table().segment_mode(), 0};
   auto segment = Segment::create(
       spec, [&](std::span<std::byte> bytes) { detail::Ring::initialize(bytes, options); });
   if (!segment) {

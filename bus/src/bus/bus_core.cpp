@@ -46,10 +46,17 @@ Result<void> BusCore::join(std::string_view label) {
   lock_fd_ = open_segment_fd(control_.shm_name());
   if (lock_fd_ >= 0) register_lock_fd(lock_fd_);
   query_fd_ = open_segment_fd(control_.shm_name());
+  const std::string where = "/dev/shm/" + control_.shm_name();
   if (lock_fd_ < 0 || query_fd_ < 0) {
     const int err = errno;
+    if (err == ENOENT) return fail(Errc::no_such_bus, where + " was removed while attaching");
     return fail(err == EACCES ? Errc::permission_denied : Errc::system_error,
-                "/dev/shm/" + control_.shm_name() + ": shm_open: " + std::strerror(err));
+                where + ": shm_open: " + std::strerror(err));
+  }
+  // Liveness lives in the lock bytes of the file we map: a bus removed and
+  // created again under the same name in between is another file.
+  if (!control_.same_file(lock_fd_) || !control_.same_file(query_fd_)) {
+    return fail(Errc::no_such_bus, where + " was removed (and created again) while attaching");
   }
   table_.emplace(control_.bytes(), lock_fd_, query_fd_);
   auto joined = table_->join(label);

@@ -15,7 +15,10 @@ namespace shmbus {
 using detail::Ring;
 
 namespace {
-constexpr std::uint32_t kEmptyPollsPerDeadCheck = 1024;
+// Every this many receive attempts a receiver reads the clock, and once per
+// kParkRecheckInterval it looks for dead producers and consumers — also under
+// steady traffic, when it never parks for a whole interval.
+constexpr std::uint32_t kPollsPerClockCheck = 64;
 constexpr int kSpinsBeforePark = 2000;
 }  // namespace
 
@@ -107,7 +110,8 @@ Receiver::Receiver(Receiver&& other) noexcept
       inherited_(other.inherited_),
       trusted_(other.trusted_),
       holding_(other.holding_),
-      empty_polls_(other.empty_polls_) {
+      polls_(other.polls_),
+      next_recovery_(other.next_recovery_) {
   SHMBUS_ENFORCE(!holding_, "a Receiver moved while a Delivery of it lives");
 }
 
@@ -143,10 +147,15 @@ Expected<Delivery> Receiver::try_receive() noexcept {
     const std::uint64_t held = detail::load_acquire(ring_->header().consumers[entry_].held);
     if (ring_->take_over(entry_, dead, held)) return make_delivery(held - 1);
   }
-  const bool check_dead = ++empty_polls_ % kEmptyPollsPerDeadCheck == 0;
+  if (++polls_ % kPollsPerClockCheck == 0) {
+    const Deadline now = Clock::now();
+    if (now >= next_recovery_) {
+      next_recovery_ = now + kParkRecheckInterval;
+      return recover();
+    }
+  }
   std::uint64_t position = 0;
-  if (ring_->try_take(entry_, check_dead, position) == Ring::Take::taken) {
-    empty_polls_ = 0;
+  if (ring_->try_take(entry_, /*check_dead=*/false, position) == Ring::Take::taken) {
     return make_delivery(position);
   }
   return tl::unexpected(Errc::empty);
@@ -163,15 +172,12 @@ Expected<Delivery> Receiver::recover() noexcept {
 }
 
 Expected<Delivery> Receiver::receive(Deadline deadline, WaitMode mode) noexcept {
-  for (std::uint32_t round = 1;; ++round) {
+  for (;;) {
     if (auto delivery = try_receive(); delivery) return delivery;
     const Deadline now = Clock::now();
     if (now >= deadline) return tl::unexpected(Errc::empty);
     if (mode == WaitMode::busy_poll) {
       detail::cpu_relax();
-      if (round % (16 * kEmptyPollsPerDeadCheck) == 0) {
-        if (auto recovered = recover(); recovered) return recovered;
-      }
       continue;
     }
     if (mode == WaitMode::spin_then_park) {
@@ -182,6 +188,7 @@ Expected<Delivery> Receiver::receive(Deadline deadline, WaitMode mode) noexcept 
     ring_->wait_for_data(recheck_at);
     if (Clock::now() >= recheck_at) {
       // Nothing woke us for a whole interval: look for dead producers and consumers.
+      next_recovery_ = recheck_at + kParkRecheckInterval;
       if (auto recovered = recover(); recovered) return recovered;
     }
   }

@@ -17,10 +17,12 @@ namespace shmbus::detail {
 using layout::ProcessSlot;
 using layout::SlotState;
 
-void ProcessTable::initialize(std::span<std::byte> segment, std::uint32_t capacity) noexcept {
+void ProcessTable::initialize(std::span<std::byte> segment, std::uint32_t capacity,
+                              std::uint32_t segment_mode) noexcept {
   auto* header =
       reinterpret_cast<layout::ProcessTableHeader*>(segment.data() + sizeof(layout::SegmentHeader));
   header->capacity = capacity;
+  header->segment_mode = segment_mode;
   header->slots_offset = layout::kControlSlotsOffset;
 }
 

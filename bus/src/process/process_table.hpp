@@ -22,7 +22,8 @@ namespace shmbus::detail {
 class ProcessTable {
  public:
   // Lays out an empty table over a zero-filled control segment.
-  static void initialize(std::span<std::byte> segment, std::uint32_t capacity) noexcept;
+  static void initialize(std::span<std::byte> segment, std::uint32_t capacity,
+                         std::uint32_t segment_mode) noexcept;
   [[nodiscard]] static std::uint64_t segment_size(std::uint32_t capacity) noexcept;
 
   // `lock_fd` and `query_fd` are two separate opens of the control segment:
@@ -42,6 +43,8 @@ class ProcessTable {
   [[nodiscard]] bool any_locked() const noexcept;
   [[nodiscard]] std::vector<ProcessInfo> snapshot() const;
   [[nodiscard]] std::uint32_t capacity() const noexcept { return capacity_; }
+  // The bus's permission bits, for the segments created after it (mailboxes).
+  [[nodiscard]] std::uint32_t segment_mode() const noexcept { return header_->segment_mode & 0777; }
   [[nodiscard]] ProcessRef self() const noexcept { return self_; }
 
   // Slot i and its generation for tests that plant states.

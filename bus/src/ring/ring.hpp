@@ -77,6 +77,9 @@ class Ring {
     return next_sequence_.fetch_add(1, std::memory_order_relaxed);
   }
   [[nodiscard]] std::uint64_t depth() const noexcept;
+  // Positions handed to producers, also one whose claimer died before moving
+  // the tail hint on.
+  [[nodiscard]] std::uint64_t claimed() const noexcept;
   [[nodiscard]] MailboxCounters counters() const noexcept;
   [[nodiscard]] layout::RingHeader& header() const noexcept { return *header_; }
   [[nodiscard]] ProcessTable& table() const noexcept { return table_; }

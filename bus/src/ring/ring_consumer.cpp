@@ -180,15 +180,25 @@ void Ring::wait_for_data(Deadline until) noexcept {
 }
 
 std::uint64_t Ring::depth() const noexcept {
-  const std::uint64_t tail = load_acquire(header_->producer.tail_position);
   const std::uint64_t head = load_acquire(header_->consumer.head_position);
+  const std::uint64_t tail = claimed();
   return tail > head ? tail - head : 0;
+}
+
+std::uint64_t Ring::claimed() const noexcept {
+  // A claim at position t needs the tail hint to read t, so the hint lags the
+  // claims by at most one: a claimer that died before moving it on.
+  const std::uint64_t tail = load_acquire(header_->producer.tail_position);
+  const std::uint64_t control = load_acquire(cell(tail).control);
+  const bool lagging = seq_distance(control_seq(control), tail) == 0 &&
+                       control_state(control) != CellState::free;
+  return tail + (lagging ? 1 : 0);
 }
 
 MailboxCounters Ring::counters() const noexcept {
   const layout::RingHeader& h = *header_;
   MailboxCounters out;
-  out.claimed = load_acquire(h.producer.tail_position);
+  out.claimed = claimed();
   out.consumed = load_acquire(h.consumer.consumed);
   out.sender_aborted = load_acquire(h.counters.sender_aborted);
   out.redelivered = load_acquire(h.counters.redelivered);

@@ -30,8 +30,10 @@ HeaderCheck check_header(std::span<const std::byte> segment, layout::SegmentKind
   const auto& header = *reinterpret_cast<const layout::SegmentHeader*>(segment.data());
   // acquire: pairs with the creator's store_release(ready) in Segment::create().
   const std::uint32_t ready = load_acquire(header.ready);
-  const std::uint64_t magic = load_relaxed(header.magic);
-  if (magic == 0 && ready == 0) return {HeaderVerdict::building, {}};
+  // acquire: pairs with the creator's store_release(magic): a set magic means
+  // every other header field is final (only `ready` and the body may not be).
+  const std::uint64_t magic = load_acquire(header.magic);
+  if (magic == 0 && ready == 0) return {HeaderVerdict::building, {}};  // not even the header yet
   if (magic != layout::kMagic) {
     return refuse(Errc::not_a_segment, where + " is not a shmbus segment (bad magic)");
   }

@@ -48,11 +48,22 @@ std::uint64_t unix_now_ns() {
 
 }  // namespace
 
-Segment::Segment(std::unique_ptr<Mapping> mapping, std::string shm_name) noexcept
+Segment::Segment(std::unique_ptr<Mapping> mapping, std::string shm_name, int fd) noexcept
     : mapping_(std::move(mapping)),
       base_(static_cast<std::byte*>(mapping_->region.get_address())),
       size_(mapping_->region.get_size()),
-      shm_name_(std::move(shm_name)) {}
+      shm_name_(std::move(shm_name)) {
+  struct stat st {};
+  if (::fstat(fd, &st) == 0) {
+    device_ = st.st_dev;
+    inode_ = st.st_ino;
+  }
+}
+
+bool Segment::same_file(int fd) const noexcept {
+  struct stat st {};
+  return ::fstat(fd, &st) == 0 && st.st_dev == device_ && st.st_ino == inode_;
+}
 
 Segment::Segment(Segment&&) noexcept = default;
 Segment& Segment::operator=(Segment&&) noexcept = default;
@@ -71,10 +82,12 @@ Result<Segment> Segment::create(const SegmentSpec& spec,
                                   permissions);
     shm.truncate(static_cast<bip::offset_t>(spec.size));
     auto mapping = std::make_unique<Mapping>(Mapping{bip::mapped_region(shm, bip::read_write)});
-    Segment segment(std::move(mapping), spec.shm_name);
+    Segment segment(std::move(mapping), spec.shm_name, shm.get_mapping_handle().handle);
 
+    // Every field but `magic` and `ready` first; then `magic` with release, so
+    // an attacher that sees the magic sees a complete header (with the
+    // creator's pid and start time to judge it by); then the body; `ready` last.
     auto& header = *reinterpret_cast<layout::SegmentHeader*>(segment.base_);
-    header.magic = layout::kMagic;
     header.layout_version = layout::kLayoutVersion;
     header.kind = spec.kind;
     header.total_size = spec.size;
@@ -83,6 +96,8 @@ Result<Segment> Segment::create(const SegmentSpec& spec,
     header.creator_start_time = process_start_time(::getpid()).value_or(0);
     header.created_unix_ns = unix_now_ns();
     header.flags = spec.flags;
+    // release: pairs with load_acquire(magic) in check_header().
+    store_release(header.magic, layout::kMagic);
     init(segment.bytes());
     // release: pairs with the attacher's load_acquire(ready) in check_header().
     store_release(header.ready, std::uint32_t{1});
@@ -102,7 +117,7 @@ Result<Segment> Segment::attach(const std::string& shm_name, layout::SegmentKind
       if (size >= static_cast<bip::offset_t>(sizeof(layout::SegmentHeader))) {
         auto mapping =
             std::make_unique<Mapping>(Mapping{bip::mapped_region(shm, bip::read_write)});
-        Segment segment(std::move(mapping), shm_name);
+        Segment segment(std::move(mapping), shm_name, shm.get_mapping_handle().handle);
         HeaderCheck check = check_header(segment.bytes(), kind, shm_name);
         if (check.verdict == HeaderVerdict::ready) return segment;
         if (check.verdict != HeaderVerdict::building) return tl::unexpected(check.error);

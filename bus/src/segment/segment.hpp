@@ -56,14 +56,19 @@ class Segment {
     return *reinterpret_cast<const layout::SegmentHeader*>(base_);
   }
   [[nodiscard]] const std::string& shm_name() const noexcept { return shm_name_; }
+  // Whether `fd` is open on the very file this segment maps (not on a
+  // segment of the same name created after this one was removed).
+  [[nodiscard]] bool same_file(int fd) const noexcept;
 
  private:
   struct Mapping;
-  Segment(std::unique_ptr<Mapping> mapping, std::string shm_name) noexcept;
+  Segment(std::unique_ptr<Mapping> mapping, std::string shm_name, int fd) noexcept;
   std::unique_ptr<Mapping> mapping_;
   std::byte* base_ = nullptr;
   std::size_t size_ = 0;
   std::string shm_name_;
+  std::uint64_t device_ = 0;
+  std::uint64_t inode_ = 0;
 };
 
 }  // namespace shmbus::detail

@@ -55,7 +55,7 @@ enum class SlotState : std::uint32_t { free = 0, live = 1 };
 
 struct ProcessTableHeader {
   std::uint32_t capacity;        // slots; <= kMaxProcesses
-  std::uint32_t reserved0;
+  std::uint32_t segment_mode;    // permission bits of every segment of the bus
   std::uint64_t slots_offset;    // from the segment start
   std::uint64_t reclaimed;       // dead slots reclaimed (counter; fetch_add)
   std::uint8_t reserved[104];

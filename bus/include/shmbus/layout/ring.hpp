@@ -59,7 +59,10 @@
 //     as one delivery, so only a second death in that same window can
 //     undercount by one).
 //   consumer after the done CAS: the record is consumed; a stale `held` is
-//     harmless, for the cell no longer says taken(p, C).
+//     harmless, for the cell no longer says taken(p, C). Counters are added
+//     right after the CAS that makes their event happen: a process killed
+//     between the two leaves that counter one short (`consumed` after a
+//     release, `sender_aborted` after a skip); no record is lost or repeated.
 //
 // Memory ordering: the producer writes header fields and payload, then
 // commits with a CAS (seq_cst); a consumer that loads committed with acquire

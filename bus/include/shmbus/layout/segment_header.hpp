@@ -9,10 +9,13 @@
 //   32                 40                48       52       56          128
 //   | creator_start_time | created_unix_ns | ready | flags  | reserved … |
 //
-// Written once by the creator, `ready` last with release (Aeron's CnC rule): an
-// attacher that loads ready == 0 is looking at a segment still being built and
-// waits, unless the creator (pid + start time) is dead: then the segment is
-// abandoned and `shmbus gc` removes it. `magic`, `layout_version` and `ready`
+// Written once by the creator, in three publications (Aeron's CnC rule):
+// every field but `magic` and `ready`; then `magic` with release; then the
+// segment's body; then `ready` with release. An attacher that loads
+// magic == 0 waits for the header; magic set and ready == 0 means the body is
+// being built: it waits, unless the creator (pid + start time, final once
+// the magic is) is dead: then the segment is abandoned and `shmbus gc`
+// removes it. `magic`, `layout_version` and `ready`
 // never move, so every build can tell another build's segment apart.
 #pragma once
 
