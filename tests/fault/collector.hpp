@@ -10,8 +10,10 @@
 #include <atomic>
 #include <chrono>
 #include <cstdint>
+#include <map>
 #include <mutex>
 #include <optional>
+#include <set>
 #include <thread>
 #include <vector>
 
@@ -53,13 +55,12 @@ class Collector {
   }
   [[nodiscard]] std::size_t count_from(std::uint32_t producer) const {
     std::lock_guard lock(mutex_);
-    return static_cast<std::size_t>(std::count_if(got_.begin(), got_.end(), [&](const Received& r) {
-      return r.stamp && r.stamp->producer == producer;
-    }));
+    const auto it = counts_.find(producer);
+    return it == counts_.end() ? 0 : it->second;
   }
   [[nodiscard]] bool has(Stamp stamp) const {
     std::lock_guard lock(mutex_);
-    return std::any_of(got_.begin(), got_.end(), [&](const Received& r) { return r.stamp == stamp; });
+    return stamps_.count(key(stamp)) != 0;
   }
   [[nodiscard]] std::size_t torn() const {
     std::lock_guard lock(mutex_);
@@ -77,14 +78,22 @@ class Collector {
       delivery->done();
       std::lock_guard lock(mutex_);
       got_.push_back(r);
+      if (r.stamp) {
+        ++counts_[r.stamp->producer];
+        stamps_.insert(key(*r.stamp));
+      }
     }
   }
+
+  static std::uint64_t key(Stamp s) { return (std::uint64_t{s.producer} << 32) | s.index; }
 
   Receiver receiver_;
   WaitMode mode_;
   std::atomic<bool> stop_{false};
   mutable std::mutex mutex_;
   std::vector<Received> got_;
+  std::map<std::uint32_t, std::size_t> counts_;  // intact records per producer
+  std::set<std::uint64_t> stamps_;               // key() of every intact record
   std::thread thread_;  // last: starts after every other member is built
 };
 

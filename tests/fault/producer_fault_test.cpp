@@ -151,12 +151,13 @@ TEST(RingFault, ProducerKilledAtRandomMomentLosesNoCommittedRecord) {
   const std::uint64_t seed = test::test_seed();
   std::mt19937_64 random(seed);
 
-  constexpr long kRecords = 64;
+  constexpr long kRecords = 1000;
   const long rounds = test::scaled(200);
   std::uint64_t aborted = 0;
   long mid_stream = 0;  // rounds killed after some records and before the last
+  long before_first = 0;
   for (long round = 1; round <= rounds; ++round) {
-    const auto kill_after = std::uniform_int_distribution<std::size_t>(0, kRecords)(random);
+    const auto kill_after = std::uniform_int_distribution<std::size_t>(0, kRecords / 2)(random);
     SCOPED_TRACE("SHMBUS_TEST_SEED=" + std::to_string(seed) + " round " + std::to_string(round) +
                  " killed after " + std::to_string(kill_after) + " received");
     const auto id = static_cast<std::uint32_t>(round);
@@ -171,6 +172,7 @@ TEST(RingFault, ProducerKilledAtRandomMomentLosesNoCommittedRecord) {
     // sure, and at most one more (committed, then killed before saying so).
     const auto sent = test::lines_after(producer.output(), "sent ").size();
     if (sent > 0 && sent < kRecords) ++mid_stream;
+    if (sent == 0) ++before_first;
     test::send_marker(mailbox, id);
     ASSERT_TRUE(test::wait_until(10s, [&] { return collector.has({test::kTestProcess, id}); }))
         << "the consumer hangs: the marker sent after the producer died never arrived";
@@ -183,8 +185,8 @@ TEST(RingFault, ProducerKilledAtRandomMomentLosesNoCommittedRecord) {
     expect_round_complete(mailbox, collector, id, arrived, aborted);
     if (HasFailure()) return;
   }
-  std::printf("%ld rounds: %ld killed mid-stream, %llu with a claim open\n", rounds, mid_stream,
-              static_cast<unsigned long long>(aborted));
+  std::printf("%ld rounds: %ld killed before the first send, %ld mid-stream, %llu with a claim open\n",
+              rounds, before_first, mid_stream, static_cast<unsigned long long>(aborted));
 }
 
 }  // namespace
