@@ -88,8 +88,8 @@ struct StressShape {
 MailboxCounters run_stress(const StressShape& shape, Ledger& ledger) {
   auto bus = test::ScopedBus::create();
   constexpr std::size_t kMaxRecord = 256;
-  auto mailbox = bus.mailbox("stress", {.kind = shape.kind, .capacity = shape.capacity,
-                                        .max_record = kMaxRecord});
+  auto mailbox = bus.mailbox(
+      "stress", {.kind = shape.kind, .capacity = shape.capacity, .max_record = kMaxRecord});
   const Deadline give_up = deadline_in(90s);  // bounds every wait of the threads
 
   std::vector<std::thread> threads;
@@ -137,14 +137,16 @@ void expect_exactly_once_in_order(const Ledger& ledger, const MailboxCounters& c
 }
 
 TEST(RingThreads, FourProducersOneMpscConsumerGetEveryRecordOnceIntactInProducerOrder) {
-  const StressShape shape{RingKind::mpsc, 256, 4, 1, test::scaled(200000), WaitMode::spin_then_park};
+  const StressShape shape{RingKind::mpsc,          256, 4, 1, test::scaled(200000),
+                          WaitMode::spin_then_park};
   Ledger ledger(shape.producers, static_cast<std::uint32_t>(shape.per_producer));
   const MailboxCounters counters = run_stress(shape, ledger);
   expect_exactly_once_in_order(ledger, counters);
 }
 
 TEST(RingThreads, FourProducersTwoMpmcConsumersGetEveryRecordExactlyOnceInProducerOrder) {
-  const StressShape shape{RingKind::mpmc, 256, 4, 2, test::scaled(200000), WaitMode::spin_then_park};
+  const StressShape shape{RingKind::mpmc,          256, 4, 2, test::scaled(200000),
+                          WaitMode::spin_then_park};
   Ledger ledger(shape.producers, static_cast<std::uint32_t>(shape.per_producer));
   const MailboxCounters counters = run_stress(shape, ledger);
   expect_exactly_once_in_order(ledger, counters);

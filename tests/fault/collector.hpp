@@ -6,6 +6,8 @@
 // recorded, so once a record shows up here the mailbox counters include it.
 #pragma once
 
+#include <gtest/gtest.h>
+
 #include <algorithm>
 #include <atomic>
 #include <chrono>
@@ -16,8 +18,6 @@
 #include <set>
 #include <thread>
 #include <vector>
-
-#include <gtest/gtest.h>
 
 #include "fault/stamped_record.hpp"
 #include "shmbus/mailbox.hpp"
@@ -94,7 +94,7 @@ class Collector {
   std::vector<Received> got_;
   std::map<std::uint32_t, std::size_t> counts_;  // intact records per producer
   std::set<std::uint64_t> stamps_;               // key() of every intact record
-  std::thread thread_;  // last: starts after every other member is built
+  std::thread thread_;                           // last: starts after every other member is built
 };
 
 // Whether `got` is exactly records 0 … count-1 of one producer, in order,
@@ -107,7 +107,8 @@ class Collector {
   for (std::size_t i = 0; i < got.size(); ++i) {
     if (got[i].stamp->index != i) {
       return ::testing::AssertionFailure()
-             << "arrival " << i << " is record " << got[i].stamp->index << " (lost, duplicated or out of order)";
+             << "arrival " << i << " is record " << got[i].stamp->index
+             << " (lost, duplicated or out of order)";
     }
     if (got[i].info.redelivered || got[i].info.deliveries != 1) {
       return ::testing::AssertionFailure()

@@ -175,8 +175,9 @@ TEST_P(ConsumerKilledAroundTake, DISABLED_ConsumedCountsARecordReleasedRightBefo
 
 INSTANTIATE_TEST_SUITE_P(RingFault, ConsumerKilledAroundTake,
                          ::testing::Values(RingKind::mpsc, RingKind::mpmc),
-                         [](const auto& param_info) { return std::string(kind_name(param_info.param)); });
-
+                         [](const auto& param_info) {
+                           return std::string(kind_name(param_info.param));
+                         });
 
 // Library bug (kept failing, disabled so the suite stays green): a receiver
 // calls recover() only after a park that lasted a whole recheck interval
@@ -190,7 +191,8 @@ INSTANTIATE_TEST_SUITE_P(RingFault, ConsumerKilledAroundTake,
 // synchronisation) and the sibling waits with long deadlines, like a server.
 TEST(RingFault, DISABLED_MpmcSiblingUnderSteadyTrafficTakesOverDeadConsumersRecord) {
   auto bus = test::ScopedBus::create();
-  auto mailbox = bus.mailbox("orders", {.kind = RingKind::mpmc, .capacity = 1024, .max_record = 64});
+  auto mailbox =
+      bus.mailbox("orders", {.kind = RingKind::mpmc, .capacity = 1024, .max_record = 64});
   test::send_marker(mailbox, 0);
   Child consumer = spawn_consumer(bus, "holding");
   ASSERT_FALSE(HasFailure());

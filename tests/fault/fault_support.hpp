@@ -1,6 +1,8 @@
 // fault_support.hpp — small helpers shared by the fault tests.
 #pragma once
 
+#include <gtest/gtest.h>
+
 #include <chrono>
 #include <cstdint>
 #include <cstdlib>
@@ -8,8 +10,6 @@
 #include <sstream>
 #include <string>
 #include <vector>
-
-#include <gtest/gtest.h>
 
 #include "fault/stamped_record.hpp"
 #include "shmbus/mailbox.hpp"

@@ -2,12 +2,11 @@
 // buses behind (ScopedBus and DetachedBus remove theirs, also on failure).
 // Children are reaped by test::Child; their buses are the test's.
 #include <dirent.h>
+#include <gtest/gtest.h>
 #include <unistd.h>
 
 #include <string>
 #include <vector>
-
-#include <gtest/gtest.h>
 
 namespace shmbus::test {
 namespace {

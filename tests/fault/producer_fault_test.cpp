@@ -28,8 +28,11 @@ constexpr std::size_t kMaxRecord = 512;
 }
 
 std::vector<std::string> produce_args(const test::ScopedBus& bus, std::uint32_t id, long count) {
-  return {"--bus", bus.name(), "--mailbox", "orders", "--id", std::to_string(id),
-          "--count", std::to_string(count), "--max-size", std::to_string(kMaxRecord)};
+  return {"--bus",      bus.name(),
+          "--mailbox",  "orders",
+          "--id",       std::to_string(id),
+          "--count",    std::to_string(count),
+          "--max-size", std::to_string(kMaxRecord)};
 }
 
 // What every round ends with: the marker sent after the producer's death has
@@ -37,8 +40,9 @@ std::vector<std::string> produce_args(const test::ScopedBus& bus, std::uint32_t 
 // and every claim is either consumed or counted as aborted.
 void expect_round_complete(Mailbox& mailbox, test::Collector& collector, std::uint32_t id,
                            std::size_t committed, std::uint64_t aborted) {
-  ASSERT_TRUE(test::wait_until(10s, [&] { return collector.has({test::kTestProcess, id}); }))
-      << "the consumer hangs: the marker sent after the producer died never arrived";
+  ASSERT_TRUE(test::wait_until(10s, [&] {
+    return collector.has({test::kTestProcess, id});
+  })) << "the consumer hangs: the marker sent after the producer died never arrived";
   EXPECT_TRUE(test::exactly_in_order(collector.from(id), committed));
   const MailboxCounters counters = mailbox.counters();
   EXPECT_EQ(counters.sender_aborted, aborted);
@@ -63,7 +67,8 @@ TEST_P(ProducerKilledAt, ConsumerSkipsOnlyAnUncommittedClaimAndLosesNothing) {
     auto args = produce_args(bus, id, before + 2);
     args.insert(args.end(), {"--kill-at-record", std::to_string(before), "--kill-point", point});
     Child producer = Child::spawn("fault_produce", args);
-    ASSERT_TRUE(test::wait_until(10s, [&] { return producer.reached(point); })) << producer.output();
+    ASSERT_TRUE(test::wait_until(10s, [&] { return producer.reached(point); }))
+        << producer.output();
 
     // Claimed behind the stopped producer's record: a consumer that cannot get
     // past a dead claim never sees it.
@@ -74,7 +79,8 @@ TEST_P(ProducerKilledAt, ConsumerSkipsOnlyAnUncommittedClaimAndLosesNothing) {
     if (dies_holding_claim(point)) ++aborted;
     ASSERT_TRUE(test::wait_until(10s, [&] { return mailbox.counters().sender_aborted == aborted; }))
         << "sender_aborted is " << mailbox.counters().sender_aborted << ", expected " << aborted;
-    const std::size_t committed = static_cast<std::size_t>(before) + (dies_holding_claim(point) ? 0 : 1);
+    const std::size_t committed =
+        static_cast<std::size_t>(before) + (dies_holding_claim(point) ? 0 : 1);
     expect_round_complete(mailbox, collector, id, committed, aborted);
     if (HasFailure()) return;
   }
@@ -174,19 +180,22 @@ TEST(RingFault, ProducerKilledAtRandomMomentLosesNoCommittedRecord) {
     if (sent > 0 && sent < kRecords) ++mid_stream;
     if (sent == 0) ++before_first;
     test::send_marker(mailbox, id);
-    ASSERT_TRUE(test::wait_until(10s, [&] { return collector.has({test::kTestProcess, id}); }))
-        << "the consumer hangs: the marker sent after the producer died never arrived";
+    ASSERT_TRUE(test::wait_until(10s, [&] {
+      return collector.has({test::kTestProcess, id});
+    })) << "the consumer hangs: the marker sent after the producer died never arrived";
     const std::size_t arrived = collector.count_from(id);
     const std::uint64_t aborted_now = mailbox.counters().sender_aborted - aborted;
-    EXPECT_TRUE(arrived == sent || arrived == sent + 1) << arrived << " arrived, " << sent << " sent";
+    EXPECT_TRUE(arrived == sent || arrived == sent + 1)
+        << arrived << " arrived, " << sent << " sent";
     EXPECT_LE(aborted_now, 1u);
     EXPECT_LE(arrived + aborted_now, sent + 1) << "more claims than the producer made";
     aborted += aborted_now;
     expect_round_complete(mailbox, collector, id, arrived, aborted);
     if (HasFailure()) return;
   }
-  std::printf("%ld rounds: %ld killed before the first send, %ld mid-stream, %llu with a claim open\n",
-              rounds, before_first, mid_stream, static_cast<unsigned long long>(aborted));
+  std::printf(
+      "%ld rounds: %ld killed before the first send, %ld mid-stream, %llu with a claim open\n",
+      rounds, before_first, mid_stream, static_cast<unsigned long long>(aborted));
 }
 
 }  // namespace

@@ -15,9 +15,9 @@
 // and tests/concurrent (producer threads).
 #pragma once
 
+#include <algorithm>
 #include <cstddef>
 #include <cstdint>
-#include <algorithm>
 #include <cstring>
 #include <optional>
 #include <span>
@@ -58,7 +58,8 @@ inline std::uint64_t checksum(std::span<const std::byte> payload) noexcept {
 
 // Fills `out` (at least kStampBytes) as record `stamp`.
 inline void write_stamp(std::span<std::byte> out, Stamp stamp) noexcept {
-  const std::uint32_t head[4] = {stamp.producer, stamp.index, static_cast<std::uint32_t>(out.size()), 0};
+  const std::uint32_t head[4] = {stamp.producer, stamp.index,
+                                 static_cast<std::uint32_t>(out.size()), 0};
   std::memcpy(out.data(), head, sizeof head);
   const std::uint64_t seed = splitmix64((std::uint64_t{stamp.producer} << 32) ^ stamp.index);
   for (std::size_t at = kStampBytes; at < out.size(); at += 8) {
@@ -76,7 +77,8 @@ inline void write_stamp(std::span<std::byte> out, Stamp stamp) noexcept {
   std::uint64_t sum = 0;
   std::memcpy(head, in.data(), sizeof head);
   std::memcpy(&sum, in.data() + 16, sizeof sum);
-  if (head[2] != in.size() || head[3] != 0 || sum != detail_stamp::checksum(in)) return std::nullopt;
+  if (head[2] != in.size() || head[3] != 0 || sum != detail_stamp::checksum(in))
+    return std::nullopt;
   return Stamp{head[0], head[1]};
 }
 

@@ -49,7 +49,8 @@ int role_produce(const ChildArgs& args) {
   Mailbox mailbox = open_or_die(bus, args);
   const auto producer = static_cast<std::uint32_t>(arg_number(args, "id", 1));
   const long count = arg_number(args, "count", 1);
-  const auto max_size = static_cast<std::size_t>(arg_number(args, "max-size", mailbox.max_record()));
+  const auto max_size =
+      static_cast<std::size_t>(arg_number(args, "max-size", mailbox.max_record()));
   const long kill_at = arg_number(args, "kill-at-record", -1);
   const std::string kill_point = arg_text(args, "kill-point");
   if (max_size < kStampBytes || max_size > mailbox.max_record()) die("bad --max-size");
