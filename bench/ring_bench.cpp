@@ -1,33 +1,45 @@
 // ring_bench — one-way latency and throughput of a mailbox between two
 // processes on two cores, with 64-byte SendEmail records.
 //
-//   BM_LatencyBusyPoll      ping-pong through two mailbox rings (requests to the
-//                           child, replies back), both receivers in
-//                           WaitMode::busy_poll. Floor: BM_CacheLinePingPong.
-//   BM_LatencyPark          the same with WaitMode::park, and every wake-up a real
-//                           one: the parent sends only once the child has parked
-//                           (the requests ring's data.waiters word is non-zero and
-//                           /proc says the child sleeps), the child answers only
-//                           once the parent has announced itself in the replies
-//                           ring's data.waiters. Floor: BM_FutexPingPong.
-//   BM_LatencySpinThenPark  back-to-back ping-pong in the default
-//                           WaitMode::spin_then_park (no waiting for a park): what
-//                           a tight request/reply gets. Floor: BM_CacheLinePingPong.
+//   BM_LatencyBusyPoll        ping-pong through two mailbox rings (requests to
+//                             the child, replies back), both receivers in
+//                             WaitMode::busy_poll. Floor: cache-line ping-pong.
+//   BM_LatencyPark            the same with WaitMode::park, every wake-up a real
+//                             one: the parent sends only once the child has
+//                             parked (the requests ring's data.waiters word is
+//                             non-zero and the kernel says the child sleeps in a
+//                             futex wait: /proc/<pid>/wchan); the child answers
+//                             only once the parent has announced itself in the
+//                             replies ring's data.waiters. Floor: futex ping-pong
+//                             with the same protocol.
+//   BM_LatencySpinThenPark    back-to-back ping-pong in the default
+//                             WaitMode::spin_then_park (no waiting for a park):
+//                             what a tight request/reply gets. Floor: cache-line.
 //   BM_LatencyTryReceiveSpin  busy ping-pong where each receiver spins on
-//                           try_receive() (no pause, no clock read per poll):
-//                           the ring alone, without receive()'s wait loop.
-//                           Floor: BM_CacheLinePingPong.
-//   BM_Throughput           the parent streams records with send(busy_poll), the
-//                           child takes them with receive(busy_poll): records/s.
-//                           Target: 10 M records/s.
-//   BM_ReadMessage          one process, no ring: read_message<SendEmail> (copy +
-//                           verifier, or copy only when trusted) of one record.
+//                             try_receive() (no pause, no clock read per poll):
+//                             the ring without receive()'s wait loop. Floor:
+//                             cache-line.
+//   BM_Throughput             the parent streams records with send(busy_poll),
+//                             the child takes them with receive(busy_poll):
+//                             records/s (mean, and the median batch's rate).
+//                             Target: 10 M records/s. Before each batch
+//                             (untimed) 64 cache-line round trips give
+//                             floor_p50_ns: the placement the figure ran in.
+//   BM_ReadMessage            one process, no ring: read_message<SendEmail>
+//                             (copy + verifier, or the copy only when trusted).
+//
+// Floors: each latency benchmark runs one floor round trip (support/floors.hpp)
+// between the same two processes right before each of its own, and reports
+// floor_p50_ns / floor_p99_ns / ratio_p50 / ratio_p99 next to p50_ns / p99_ns:
+// a ratio stays honest when a virtual machine moves its vCPUs between
+// benchmarks (here the cache-line floor was seen at 60 ns and at 240 ns
+// minutes apart). floors_bench measures the same floors alone.
 //
 // Every receiver (child and parent alike) reads each record with
 // Delivery::read<SendEmail>: the verifier runs unless the bus was created
 // trusted. Argument trusted:0 is a verified bus, trusted:1 a trusted one.
 // Latencies are one-way (round trip / 2): the manual time column is the mean,
-// p50_ns / p99_ns counters come from one sample per round trip.
+// the counters come from one sample per round trip.
 #include <chrono>
 #include <cstdint>
 #include <optional>
@@ -54,9 +66,11 @@ using namespace std::chrono_literals;
 namespace mailer = shmbus::examples::mailer;
 
 constexpr std::uint16_t kStopRecord = 2;
+constexpr std::uint16_t kFloorRecord = 3;  // throughput: answer kFloorRounds cache-line pings
+constexpr int kFloorRounds = 64;
 constexpr std::uint32_t kPingPongCapacity = 64;
 constexpr std::uint32_t kStreamCapacity = 4096;
-constexpr std::int64_t kStreamBatch = 1 << 16;  // records per throughput iteration
+constexpr std::int64_t kStreamBatch = 1 << 14;  // records per throughput iteration
 constexpr auto kAnswerTimeout = 2s;
 
 [[nodiscard]] std::span<const std::byte> bytes_of(const Payload& payload) noexcept {
@@ -297,7 +311,8 @@ BENCHMARK(BM_LatencyTryReceiveSpin)->ArgName("trusted")->Arg(0)->Arg(1)->UseManu
 // ---- throughput ----------------------------------------------------------------------------
 
 // Takes records until the stop record; publishes the count in control.progress.
-int serve_sink(const std::string& bus_name, Control& control) {
+// A floor record asks for kFloorRounds cache-line round trips first.
+int serve_sink(const std::string& bus_name, CacheLinePair& line, Control& control) {
   auto bus = Bus::attach(bus_name, {.label = "bench-sink"});
   if (!bus) return child_failed(control, bus.error().message());
   auto stream = bus->open_mailbox("stream");
@@ -307,6 +322,7 @@ int serve_sink(const std::string& bus_name, Control& control) {
   MessageBuffer scratch;
   bool all_verified = true;
   std::uint64_t taken = 0;
+  std::uint64_t line_last = 0;
   control.set_ready();
   // One deadline for the whole run: receive() is not charged a clock read per record.
   const Deadline deadline = BenchClock::now() + 600s;
@@ -314,6 +330,13 @@ int serve_sink(const std::string& bus_name, Control& control) {
     auto delivery = receiver->receive(deadline, WaitMode::busy_poll);
     if (!delivery) return 1;
     if (delivery->info().type == kStopRecord) break;
+    if (delivery->info().type == kFloorRecord) {
+      delivery->done();
+      for (int i = 0; i < kFloorRounds; ++i) {
+        if (!answer_cache_line(line, line_last)) return 1;
+      }
+      continue;
+    }
     all_verified = read_record(*delivery, scratch) && all_verified;
     delivery->done();
     store_release(control.progress, ++taken);
@@ -337,12 +360,31 @@ void BM_Throughput(benchmark::State& state) {
   if (!stream) return state.SkipWithError(stream.error().message().c_str());
 
   SharedBlock<Control> control;
+  SharedBlock<CacheLinePair> line;
   ChildProcess child = ChildProcess::start(
-      kChildCpu, [name, &control_ref = *control] { return serve_sink(name, control_ref); });
+      kChildCpu, [name, &line_ref = *line, &control_ref = *control] {
+        return serve_sink(name, line_ref, control_ref);
+      });
   if (auto why = wait_ready(*control, child); !why.empty()) return state.SkipWithError(why.c_str());
 
   const auto bytes = bytes_of(*payload);
   std::uint64_t sent = 0;
+  std::uint64_t line_round = 0;
+  std::vector<double> floor_samples;
+  // Untimed, before each batch: kFloorRounds cache-line round trips between
+  // the same two processes, so the figure comes with the placement it ran in.
+  const auto floor_rounds = [&]() -> bool {
+    if (!stream->send(bytes, BenchClock::now() + kAnswerTimeout, {.type = kFloorRecord},
+                      WaitMode::busy_poll)) {
+      return false;
+    }
+    for (int i = 0; i < kFloorRounds; ++i) {
+      const auto t0 = BenchClock::now();
+      if (!cache_line_round_trip(*line, ++line_round, child)) return false;
+      floor_samples.push_back(std::chrono::duration<double, std::nano>(BenchClock::now() - t0).count() / 2);
+    }
+    return true;
+  };
   // Sends `count` records and waits until the child has taken them all.
   const auto stream_batch = [&](std::int64_t count) -> bool {
     const Deadline deadline = BenchClock::now() + 10s;
@@ -353,8 +395,11 @@ void BM_Throughput(benchmark::State& state) {
     return spin_until([&] { return load_acquire(control->progress) >= sent; }, kAnswerTimeout);
   };
 
-  bool ok = stream_batch(kStreamBatch / 4);  // warm-up: fault the cells in, reach steady state
+  bool ok = stream_batch(kStreamBatch);  // warm-up: fault the cells in, reach steady state
+  std::vector<double> batch_seconds;
+  batch_seconds.reserve(static_cast<std::size_t>(state.max_iterations));
   for (auto _ : state) {
+    ok = ok && floor_rounds();
     const auto t0 = BenchClock::now();
     ok = ok && stream_batch(kStreamBatch);
     const auto t1 = BenchClock::now();
@@ -362,7 +407,8 @@ void BM_Throughput(benchmark::State& state) {
       state.SkipWithError("the child stopped taking records");
       break;
     }
-    state.SetIterationTime(std::chrono::duration<double>(t1 - t0).count());
+    batch_seconds.push_back(std::chrono::duration<double>(t1 - t0).count());
+    state.SetIterationTime(batch_seconds.back());
   }
   (void)stream->send(bytes, BenchClock::now() + kAnswerTimeout, {.type = kStopRecord}, WaitMode::busy_poll);
   const int code = child.reap();
@@ -373,9 +419,16 @@ void BM_Throughput(benchmark::State& state) {
   state.SetItemsProcessed(records);
   state.SetBytesProcessed(records * static_cast<std::int64_t>(kPayloadBytes));
   state.counters["verified"] = trusted ? 0 : 1;
+  // The rate of the median batch: a batch during which another process took
+  // a core away counts once, not in proportion to how long it stalled.
+  if (!batch_seconds.empty()) {
+    state.counters["median_batch_records_per_s"] =
+        static_cast<double>(kStreamBatch) / quantile(batch_seconds, 0.5);
+  }
+  if (!floor_samples.empty()) state.counters["floor_p50_ns"] = quantile(floor_samples, 0.5);
 }
 BENCHMARK(BM_Throughput)->ArgName("trusted")->Arg(0)->Arg(1)->UseManualTime()
-    ->Iterations(scaled(50))->Unit(benchmark::kMillisecond);
+    ->Iterations(scaled(200))->Unit(benchmark::kMicrosecond);
 
 // ---- the receiver's read, alone ------------------------------------------------------------
 

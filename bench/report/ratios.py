@@ -146,8 +146,12 @@ def main():
         if rate is None:
             continue
         ok = "meets" if rate >= THROUGHPUT_TARGET else "MISSES"
+        median = value(runs, key, "median_batch_records_per_s")
+        line_ns = value(runs, key, "floor_p50_ns")
+        extra = f"; median batch {median / 1e6:.2f} M/s" if median else ""
+        extra += f"; cache-line one-way {fmt_ns(line_ns)} meanwhile" if line_ns else ""
         print(f"  {bus:9} {rate / 1e6:7.2f} M records/s  = {rate / THROUGHPUT_TARGET:.2f}x the "
-              f"target of {THROUGHPUT_TARGET / 1e6:.0f} M/s ({ok} it)")
+              f"target of {THROUGHPUT_TARGET / 1e6:.0f} M/s ({ok} it){extra}")
 
     memcpy = value(runs, ("BM_Memcpy", None), "real_time")
     reads = [(t, value(runs, ("BM_ReadMessage", t), "real_time")) for t in (0, 1)]
