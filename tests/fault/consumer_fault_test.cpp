@@ -159,7 +159,9 @@ TEST_P(ConsumerKilledAroundTake, RecordIsNotDeliveredTwiceWhenKilledAfterTheRele
 // (bus/src/ring/ring_consumer.cpp) frees the cell with its CAS and only then
 // adds 1 to `consumed`; a consumer killed in between (ring_after_release)
 // leaves a record that was consumed but never counted, so for ever after
-// claimed != consumed + sender_aborted.
+// claimed != consumed + sender_aborted. layout/ring.hpp now documents this
+// as a known shortfall ("Counters are added right after the CAS…"), but
+// mailbox.hpp still promises "Each is exact": one of the two has to change.
 TEST_P(ConsumerKilledAroundTake, DISABLED_ConsumedCountsARecordReleasedRightBeforeTheKill) {
   auto bus = test::ScopedBus::create();
   auto mailbox = bus.mailbox("orders", {.kind = GetParam(), .capacity = 8, .max_record = 64});
@@ -179,17 +181,13 @@ INSTANTIATE_TEST_SUITE_P(RingFault, ConsumerKilledAroundTake,
                            return std::string(kind_name(param_info.param));
                          });
 
-// Library bug (kept failing, disabled so the suite stays green): a receiver
-// calls recover() only after a park that lasted a whole recheck interval
-// (Receiver::receive in bus/src/bus/mailbox.cpp: `if (Clock::now() >=
-// recheck_at)`), and try_receive never looks for dead consumers. A pool
-// sibling that is woken by a new record at least every 50 ms therefore never
-// takes over the record of a dead sibling: it stays `taken` by the dead
-// process until traffic pauses for 50 ms or the ring wraps around to its cell
-// (then every send is refused with mailbox_full until someone recovers).
-// Here a producer thread sends one record every 10 ms (a paced load, not a
-// synchronisation) and the sibling waits with long deadlines, like a server.
-TEST(RingFault, DISABLED_MpmcSiblingUnderSteadyTrafficTakesOverDeadConsumersRecord) {
+// A receiver used to look for dead consumers only after a park that lasted a
+// whole recheck interval, so a sibling woken by new records at least every
+// 50 ms never took over a dead sibling's record (fixed in beab160: receivers
+// recover once per interval, busy or idle). Here a producer thread sends one
+// record every 10 ms (a paced load, not a synchronisation) and the sibling
+// waits with long deadlines, like a server.
+TEST(RingFault, MpmcSiblingUnderSteadyTrafficTakesOverDeadConsumersRecord) {
   auto bus = test::ScopedBus::create();
   auto mailbox =
       bus.mailbox("orders", {.kind = RingKind::mpmc, .capacity = 1024, .max_record = 64});

@@ -93,11 +93,13 @@ INSTANTIATE_TEST_SUITE_P(RingFault, ProducerKilledAt,
 
 // Library bug (kept failing, disabled so the suite stays green): the tail is
 // a hint moved after the claim CAS (Ring::try_claim, bus/src/ring/ring.cpp:
-// claim CAS, then ring_after_claim, then advance(tail)). A producer killed in
-// between leaves tail_position one behind; counters().claimed reads the tail,
-// so it stays one short (claimed < consumed + sender_aborted, and depth()
-// clamps a negative tail - head to 0) until some other producer claims and
-// helps the hint on.
+// claim CAS, ring_after_claim, advance(tail)). A producer killed in between
+// leaves tail_position one behind. Ring::claimed() (ring_consumer.cpp) adds
+// the lagging claim only while the cell at the tail still says claimed(t) or
+// committed(t); once a consumer skips the dead claim the cell reads
+// free(t + capacity), seq_distance is +capacity, and counters().claimed is
+// one short again (claimed < consumed + sender_aborted, depth() clamps to 0)
+// until another producer claims and moves the hint on.
 TEST(RingFault, DISABLED_ClaimedCountsAClaimWhoseProducerDiedBeforeMovingTheTail) {
   auto bus = test::ScopedBus::create();
   auto mailbox = bus.mailbox("orders", {.capacity = 16, .max_record = kMaxRecord});
