@@ -74,7 +74,10 @@ void BM_CacheLinePingPong(benchmark::State& state) {
   state.SetItemsProcessed(state.iterations());
   report_latency(state, samples);
 }
-BENCHMARK(BM_CacheLinePingPong)->UseManualTime()->Iterations(scaled(200000))->Unit(benchmark::kNanosecond);
+BENCHMARK(BM_CacheLinePingPong)
+    ->UseManualTime()
+    ->Iterations(scaled(200000))
+    ->Unit(benchmark::kNanosecond);
 
 // ---- futex ping-pong -----------------------------------------------------------------------
 
@@ -99,7 +102,8 @@ void BM_FutexPingPong(benchmark::State& state) {
   std::uint32_t pong_last = 0;
   BenchClock::duration rtt{};
   bool ok = child_state.ok();
-  for (int i = 0; i < kWarmupRounds / 10 && ok; ++i) ok = futex_round_trip(*pair, pong_last, child_state, rtt);
+  for (int i = 0; i < kWarmupRounds / 10 && ok; ++i)
+    ok = futex_round_trip(*pair, pong_last, child_state, rtt);
   std::vector<double> samples;
   samples.reserve(static_cast<std::size_t>(state.max_iterations));
   for (auto _ : state) {
@@ -118,7 +122,10 @@ void BM_FutexPingPong(benchmark::State& state) {
   state.SetItemsProcessed(state.iterations());
   report_latency(state, samples);
 }
-BENCHMARK(BM_FutexPingPong)->UseManualTime()->Iterations(scaled(20000))->Unit(benchmark::kNanosecond);
+BENCHMARK(BM_FutexPingPong)
+    ->UseManualTime()
+    ->Iterations(scaled(20000))
+    ->Unit(benchmark::kNanosecond);
 
 // ---- one copy of the payload ---------------------------------------------------------------
 
@@ -142,9 +149,9 @@ void BM_SpinBudget(benchmark::State& state) {
   for (auto _ : state) {
     for (std::int64_t i = 0; i < pauses; ++i) cpu_relax();
   }
-  state.counters["seconds_per_pause"] = benchmark::Counter(
-      static_cast<double>(state.iterations() * pauses),
-      benchmark::Counter::kIsRate | benchmark::Counter::kInvert);
+  state.counters["seconds_per_pause"] =
+      benchmark::Counter(static_cast<double>(state.iterations() * pauses),
+                         benchmark::Counter::kIsRate | benchmark::Counter::kInvert);
 }
 BENCHMARK(BM_SpinBudget)->Arg(2000)->MinTime(0.05)->Unit(benchmark::kMicrosecond);
 

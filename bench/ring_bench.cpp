@@ -41,8 +41,10 @@
 // Latencies are one-way (round trip / 2): the manual time column is the mean,
 // the counters come from one sample per round trip.
 #include <chrono>
+#include <cstddef>
 #include <cstdint>
 #include <optional>
+#include <span>
 #include <string>
 #include <vector>
 
@@ -163,7 +165,8 @@ int serve_echo(const EchoSpec& spec, Floors& floors, Control& control) {
     if (delivery->info().type == kStopRecord) break;
     all_verified = read_record(*delivery, scratch) && all_verified;
     delivery->done();
-    if (replies_peek && !spin_until([&] { return replies_peek->data_waiters() != 0; }, kAnswerTimeout)) {
+    if (replies_peek &&
+        !spin_until([&] { return replies_peek->data_waiters() != 0; }, kAnswerTimeout)) {
       return 1;
     }
     if (!replies->try_send(bytes_of(spec.reply))) return 1;  // never full in a ping-pong
@@ -229,8 +232,9 @@ void ping_pong(benchmark::State& state, WaitMode mode, Waiting waiting, Poll pol
   // the ring's futex wait: announced in data.waiters and asleep according to
   // the kernel.
   const auto round_trip = [&](BenchClock::duration& rtt) -> bool {
-    if (parked && !spin_until([&] { return requests_peek->data_waiters() != 0 && child_state->parked(); },
-                              kAnswerTimeout)) {
+    if (parked &&
+        !spin_until([&] { return requests_peek->data_waiters() != 0 && child_state->parked(); },
+                    kAnswerTimeout)) {
       return false;
     }
     const Deadline deadline = BenchClock::now() + kAnswerTimeout;
@@ -299,14 +303,34 @@ void BM_LatencyTryReceiveSpin(benchmark::State& state) {
   ping_pong(state, WaitMode::busy_poll, Waiting::back_to_back, Poll::spin);
 }
 
-BENCHMARK(BM_LatencyBusyPoll)->ArgName("trusted")->Arg(0)->Arg(1)->UseManualTime()
-    ->Iterations(scaled(200000))->Unit(benchmark::kNanosecond);
-BENCHMARK(BM_LatencyPark)->ArgName("trusted")->Arg(0)->Arg(1)->UseManualTime()
-    ->Iterations(scaled(20000))->Unit(benchmark::kNanosecond);
-BENCHMARK(BM_LatencySpinThenPark)->ArgName("trusted")->Arg(0)->Arg(1)->UseManualTime()
-    ->Iterations(scaled(100000))->Unit(benchmark::kNanosecond);
-BENCHMARK(BM_LatencyTryReceiveSpin)->ArgName("trusted")->Arg(0)->Arg(1)->UseManualTime()
-    ->Iterations(scaled(200000))->Unit(benchmark::kNanosecond);
+BENCHMARK(BM_LatencyBusyPoll)
+    ->ArgName("trusted")
+    ->Arg(0)
+    ->Arg(1)
+    ->UseManualTime()
+    ->Iterations(scaled(200000))
+    ->Unit(benchmark::kNanosecond);
+BENCHMARK(BM_LatencyPark)
+    ->ArgName("trusted")
+    ->Arg(0)
+    ->Arg(1)
+    ->UseManualTime()
+    ->Iterations(scaled(20000))
+    ->Unit(benchmark::kNanosecond);
+BENCHMARK(BM_LatencySpinThenPark)
+    ->ArgName("trusted")
+    ->Arg(0)
+    ->Arg(1)
+    ->UseManualTime()
+    ->Iterations(scaled(100000))
+    ->Unit(benchmark::kNanosecond);
+BENCHMARK(BM_LatencyTryReceiveSpin)
+    ->ArgName("trusted")
+    ->Arg(0)
+    ->Arg(1)
+    ->UseManualTime()
+    ->Iterations(scaled(200000))
+    ->Unit(benchmark::kNanosecond);
 
 // ---- throughput ----------------------------------------------------------------------------
 
@@ -354,15 +378,16 @@ void BM_Throughput(benchmark::State& state) {
   BusRemover remover(name);
   auto bus = Bus::create(name, {.trusted = trusted, .label = "bench-parent"});
   if (!bus) return state.SkipWithError(bus.error().message().c_str());
-  auto stream = bus->create_mailbox("stream", {.kind = layout::RingKind::mpsc,
-                                               .capacity = kStreamCapacity,
-                                               .max_record = static_cast<std::uint32_t>(kPayloadBytes)});
+  auto stream =
+      bus->create_mailbox("stream", {.kind = layout::RingKind::mpsc,
+                                     .capacity = kStreamCapacity,
+                                     .max_record = static_cast<std::uint32_t>(kPayloadBytes)});
   if (!stream) return state.SkipWithError(stream.error().message().c_str());
 
   SharedBlock<Control> control;
   SharedBlock<CacheLinePair> line;
-  ChildProcess child = ChildProcess::start(
-      kChildCpu, [name, &line_ref = *line, &control_ref = *control] {
+  ChildProcess child =
+      ChildProcess::start(kChildCpu, [name, &line_ref = *line, &control_ref = *control] {
         return serve_sink(name, line_ref, control_ref);
       });
   if (auto why = wait_ready(*control, child); !why.empty()) return state.SkipWithError(why.c_str());
@@ -381,7 +406,8 @@ void BM_Throughput(benchmark::State& state) {
     for (int i = 0; i < kFloorRounds; ++i) {
       const auto t0 = BenchClock::now();
       if (!cache_line_round_trip(*line, ++line_round, child)) return false;
-      floor_samples.push_back(std::chrono::duration<double, std::nano>(BenchClock::now() - t0).count() / 2);
+      floor_samples.push_back(
+          std::chrono::duration<double, std::nano>(BenchClock::now() - t0).count() / 2);
     }
     return true;
   };
@@ -410,7 +436,8 @@ void BM_Throughput(benchmark::State& state) {
     batch_seconds.push_back(std::chrono::duration<double>(t1 - t0).count());
     state.SetIterationTime(batch_seconds.back());
   }
-  (void)stream->send(bytes, BenchClock::now() + kAnswerTimeout, {.type = kStopRecord}, WaitMode::busy_poll);
+  (void)stream->send(bytes, BenchClock::now() + kAnswerTimeout, {.type = kStopRecord},
+                     WaitMode::busy_poll);
   const int code = child.reap();
   if (ok && code != 0) {
     state.SkipWithError(code == 2 ? "a record failed verification" : "the child failed");
@@ -427,8 +454,13 @@ void BM_Throughput(benchmark::State& state) {
   }
   if (!floor_samples.empty()) state.counters["floor_p50_ns"] = quantile(floor_samples, 0.5);
 }
-BENCHMARK(BM_Throughput)->ArgName("trusted")->Arg(0)->Arg(1)->UseManualTime()
-    ->Iterations(scaled(200))->Unit(benchmark::kMicrosecond);
+BENCHMARK(BM_Throughput)
+    ->ArgName("trusted")
+    ->Arg(0)
+    ->Arg(1)
+    ->UseManualTime()
+    ->Iterations(scaled(200))
+    ->Unit(benchmark::kMicrosecond);
 
 // ---- the receiver's read, alone ------------------------------------------------------------
 

@@ -71,7 +71,8 @@ struct FutexPair {
 };
 
 // Shared futex (no FUTEX_PRIVATE_FLAG), as the library's: keyed on the page.
-inline void futex_wait(std::uint32_t* word, std::uint32_t expected, std::chrono::nanoseconds timeout) {
+inline void futex_wait(std::uint32_t* word, std::uint32_t expected,
+                       std::chrono::nanoseconds timeout) {
   const auto secs = std::chrono::duration_cast<std::chrono::seconds>(timeout);
   struct timespec rel {};
   rel.tv_sec = static_cast<time_t>(secs.count());
@@ -108,7 +109,8 @@ inline void wake(FutexWord& w) {
 // Child: parks until the ping after `last`, then answers once the parent has
 // announced itself on `pong` (it did so right after its wake, long before
 // ours can arrive). False on stop or when the parent stopped.
-[[nodiscard]] inline bool answer_futex(FutexPair& pair, std::uint32_t& last, const Control& control) {
+[[nodiscard]] inline bool answer_futex(FutexPair& pair, std::uint32_t& last,
+                                       const Control& control) {
   using namespace std::chrono_literals;
   const std::uint32_t seen = park_until_changed(pair.ping, last, 10s);
   if (seen == last || control.stop_requested()) return false;
@@ -122,9 +124,11 @@ inline void wake(FutexWord& w) {
 // then times one round trip into `rtt`. False when the child never parked or
 // never answered.
 [[nodiscard]] inline bool futex_round_trip(FutexPair& pair, std::uint32_t& pong_last,
-                                           const ProcState& child_state, BenchClock::duration& rtt) {
+                                           const ProcState& child_state,
+                                           BenchClock::duration& rtt) {
   using namespace std::chrono_literals;
-  if (!spin_until([&] { return load_acquire(pair.ping.waiters) != 0 && child_state.parked(); }, 2s)) {
+  if (!spin_until([&] { return load_acquire(pair.ping.waiters) != 0 && child_state.parked(); },
+                  2s)) {
     return false;
   }
   const auto t0 = BenchClock::now();

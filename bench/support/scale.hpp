@@ -19,7 +19,8 @@ namespace shmbus::bench {
     const double parsed = std::strtod(text, nullptr);
     if (parsed > 0) scale = parsed;
   }
-  return std::max<std::int64_t>(1, static_cast<std::int64_t>(static_cast<double>(iterations) * scale));
+  return std::max<std::int64_t>(1,
+                                static_cast<std::int64_t>(static_cast<double>(iterations) * scale));
 }
 
 }  // namespace shmbus::bench

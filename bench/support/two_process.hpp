@@ -180,8 +180,9 @@ class ChildProcess {
 };
 
 // Waits for the child's ready flag. On failure returns the reason.
-[[nodiscard]] inline std::string wait_ready(Control& control, ChildProcess& child,
-                                            std::chrono::nanoseconds timeout = std::chrono::seconds(5)) {
+[[nodiscard]] inline std::string wait_ready(
+    Control& control, ChildProcess& child,
+    std::chrono::nanoseconds timeout = std::chrono::seconds(5)) {
   if (!child.started()) return "fork failed";
   std::uint32_t state = 0;
   const bool answered = spin_until(
