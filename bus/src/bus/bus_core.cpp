@@ -34,17 +34,13 @@ BusCore::~BusCore() {
   if (table_) table_->leave();
   // In a forked child the fork guard already closed the lock descriptor, and
   // its number may name another file by now.
-  if (lock_fd_ >= 0 && ::getpid() == joined_pid_) {
-    unregister_lock_fd(lock_fd_);
-    ::close(lock_fd_);
-  }
+  if (lock_fd_ >= 0 && fork_epoch() == joined_epoch_) close_lock_fd(lock_fd_);
   if (query_fd_ >= 0) ::close(query_fd_);
 }
 
 Result<void> BusCore::join(std::string_view label) {
-  joined_pid_ = ::getpid();
-  lock_fd_ = open_segment_fd(control_.shm_name());
-  if (lock_fd_ >= 0) register_lock_fd(lock_fd_);
+  joined_epoch_ = fork_epoch();
+  lock_fd_ = open_lock_fd(control_.shm_name());
   query_fd_ = open_segment_fd(control_.shm_name());
   const std::string where = "/dev/shm/" + control_.shm_name();
   if (lock_fd_ < 0 || query_fd_ < 0) {

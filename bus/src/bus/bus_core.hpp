@@ -2,8 +2,6 @@
 // Receiver so that none of them can outlive the mapping it points into.
 #pragma once
 
-#include <sys/types.h>
-
 #include <optional>
 #include <string>
 
@@ -32,7 +30,7 @@ class BusCore {
   Segment control_;
   int lock_fd_ = -1;
   int query_fd_ = -1;
-  pid_t joined_pid_ = 0;
+  std::uint32_t joined_epoch_ = 0;  // fork_epoch() when joined
   std::optional<ProcessTable> table_;
 };
 

@@ -117,7 +117,7 @@ Receiver::Receiver(Receiver&& other) noexcept
 
 Receiver::~Receiver() {
   SHMBUS_ENFORCE(!holding_, "a Receiver destroyed while a Delivery of it lives");
-  if (ring_) ring_->unregister_consumer(entry_);
+  if (ring_) ring_->unregister_consumer(entry_, /*holds_undelivered=*/inherited_ != 0);
 }
 
 Delivery Receiver::make_delivery(std::uint64_t position) noexcept {
@@ -143,9 +143,9 @@ void Receiver::finish(std::uint64_t position) noexcept {
 Expected<Delivery> Receiver::try_receive() noexcept {
   SHMBUS_ENFORCE(!holding_, "receive while holding a record: call done() first");
   if (inherited_ != 0) {  // our entry came from a dead consumer: its record first
-    const std::uint32_t dead = std::exchange(inherited_, 0);
+    inherited_ = 0;
     const std::uint64_t held = detail::load_acquire(ring_->header().consumers[entry_].held);
-    if (ring_->take_over(entry_, dead, held)) return make_delivery(held - 1);
+    if (ring_->take_over(entry_, held)) return make_delivery(held - 1);
   }
   if (++polls_ % kPollsPerClockCheck == 0) {
     const Deadline now = Clock::now();

@@ -70,7 +70,7 @@ Result<ProcessRef> ProcessTable::join(std::string_view label) {
     store_release(slot.state, layout::slot_state(generation, SlotState::live));
     self_slot_ = i;
     self_generation_ = generation;
-    self_pid_ = ::getpid();
+    epoch_ = fork_epoch();
     self_ = ProcessRef{layout::process_ref(i, generation)};
     return self_;
   }
@@ -82,7 +82,7 @@ Result<ProcessRef> ProcessTable::join(std::string_view label) {
 void ProcessTable::leave() noexcept {
   // A forked child inherits this object but not the slot: only the process
   // that joined may free it.
-  if (self_.value == 0 || ::getpid() != self_pid_) return;
+  if (self_.value == 0 || !joined_here()) return;
   std::uint64_t expected = layout::slot_state(self_generation_, SlotState::live);
   (void)compare_exchange(slots_[self_slot_].state, expected,
                          layout::slot_state(self_generation_, SlotState::free));

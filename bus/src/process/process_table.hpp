@@ -6,13 +6,12 @@
 // Crash: see the step list in layout/process_table.hpp.
 #pragma once
 
-#include <sys/types.h>
-
 #include <cstdint>
 #include <span>
 #include <string_view>
 #include <vector>
 
+#include "process/fork_guard.hpp"
 #include "shmbus/bus.hpp"
 #include "shmbus/error.hpp"
 #include "shmbus/layout/process_table.hpp"
@@ -46,6 +45,8 @@ class ProcessTable {
   // The bus's permission bits, for the segments created after it (mailboxes).
   [[nodiscard]] std::uint32_t segment_mode() const noexcept { return header_->segment_mode & 0777; }
   [[nodiscard]] ProcessRef self() const noexcept { return self_; }
+  // False in a forked child of the process that joined: its slot is not ours.
+  [[nodiscard]] bool joined_here() const noexcept { return fork_epoch() == epoch_; }
 
   // Slot i and its generation for tests that plant states.
   [[nodiscard]] layout::ProcessSlot& slot(std::uint32_t i) const noexcept { return slots_[i]; }
@@ -58,7 +59,7 @@ class ProcessTable {
   int query_fd_;
   std::uint32_t self_slot_ = 0;
   std::uint32_t self_generation_ = 0;
-  pid_t self_pid_ = 0;
+  std::uint32_t epoch_ = 0;
   ProcessRef self_{};
 };
 

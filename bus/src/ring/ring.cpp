@@ -1,6 +1,7 @@
 #include "ring/ring.hpp"
 
 #include <bit>
+#include <cstring>
 #include <string>
 
 #include "shmbus/detail/atomic.hpp"
@@ -69,13 +70,14 @@ void Ring::initialize(std::span<std::byte> segment, const MailboxOptions& option
 
 Result<std::shared_ptr<Ring>> Ring::open(Segment segment, ProcessTable& table,
                                          std::shared_ptr<void> keep_alive) {
-  const auto& d =
-      reinterpret_cast<const layout::RingHeader*>(segment.base() + layout::kRingHeaderOffset)
-          ->descriptor;
   const std::string where = "/dev/shm/" + segment.shm_name();
   if (segment.size() < layout::kRingCellsOffset) {
     return fail(Errc::not_a_segment, where + " is too short for a ring header");
   }
+  // One private copy, validated and then used for ever: nothing another
+  // process writes later can move a bound.
+  layout::RingDescriptor d;
+  std::memcpy(&d, segment.base() + layout::kRingHeaderOffset, sizeof d);
   const bool shape_ok = d.capacity >= 2 && d.capacity <= layout::kMaxCells &&
                         std::has_single_bit(d.capacity) && d.max_record > 0 &&
                         d.max_record <= layout::kMaxRecordBytes &&
@@ -83,29 +85,32 @@ Result<std::shared_ptr<Ring>> Ring::open(Segment segment, ProcessTable& table,
                         d.cell_stride % layout::kCacheLine == 0 &&
                         d.cells_offset >= layout::kRingCellsOffset &&
                         d.cells_offset % layout::kCacheLine == 0 &&
+                        (d.kind == layout::RingKind::mpsc || d.kind == layout::RingKind::mpmc) &&
                         (d.max_consumers == 1 || d.max_consumers == layout::kMaxConsumersPerMailbox);
   if (!shape_ok || d.cells_offset + std::uint64_t{d.capacity} * d.cell_stride > segment.size()) {
     return fail(Errc::not_a_segment, where + " has a ring descriptor that does not fit its segment");
   }
-  return std::make_shared<Ring>(std::move(segment), table, std::move(keep_alive));
+  return std::make_shared<Ring>(std::move(segment), d, table, std::move(keep_alive));
 }
 
-Ring::Ring(Segment segment, ProcessTable& table, std::shared_ptr<void> keep_alive) noexcept
+Ring::Ring(Segment segment, const layout::RingDescriptor& d, ProcessTable& table,
+           std::shared_ptr<void> keep_alive) noexcept
     : segment_(std::move(segment)),
       table_(table),
       keep_alive_(std::move(keep_alive)),
       header_(reinterpret_cast<layout::RingHeader*>(segment_.base() + layout::kRingHeaderOffset)),
-      cells_(segment_.base() + header_->descriptor.cells_offset),
-      capacity_(header_->descriptor.capacity),
+      cells_(segment_.base() + d.cells_offset),
+      capacity_(d.capacity),
       mask_(capacity_ - 1),
-      max_record_(header_->descriptor.max_record),
-      stride_(header_->descriptor.cell_stride),
-      max_consumers_(header_->descriptor.max_consumers),
-      kind_(header_->descriptor.kind) {}
+      max_record_(d.max_record),
+      stride_(d.cell_stride),
+      max_consumers_(d.max_consumers),
+      kind_(d.kind) {}
 
 // ---- producer side --------------------------------------------------------------------------
 
 Expected<std::uint64_t> Ring::try_claim(std::uint32_t bytes) noexcept {
+  SHMBUS_ENFORCE(table_.joined_here(), "a Bus used in a forked child: attach again after fork()");
   if (bytes > max_record_) return tl::unexpected(Errc::record_too_large);
   std::uint64_t& tail = header_->producer.tail_position;
   for (;;) {

@@ -30,7 +30,9 @@ class Ring {
   [[nodiscard]] static Result<std::shared_ptr<Ring>> open(Segment segment, ProcessTable& table,
                                                           std::shared_ptr<void> keep_alive);
 
-  Ring(Segment segment, ProcessTable& table, std::shared_ptr<void> keep_alive) noexcept;
+  // From a descriptor that open() copied and validated.
+  Ring(Segment segment, const layout::RingDescriptor& descriptor, ProcessTable& table,
+       std::shared_ptr<void> keep_alive) noexcept;
 
   // ---- producer side ----
   // A free cell for a record of `bytes`, or record_too_large / mailbox_full.
@@ -45,15 +47,18 @@ class Ring {
   // An entry in the consumer table; `inherited` receives the owner of a dead
   // consumer whose entry (and held record) this registration took over, or 0.
   [[nodiscard]] Result<std::uint32_t> register_consumer(std::uint32_t& inherited);
-  void unregister_consumer(std::uint32_t entry) noexcept;
+  // Frees the entry; with `holds_undelivered` (a record inherited and not yet
+  // handed out) it is left to a dead owner instead, so the record is taken over.
+  void unregister_consumer(std::uint32_t entry, bool holds_undelivered) noexcept;
 
   enum class Take { taken, empty, blocked };
   // Takes the record at the head if it is committed. Skips (and counts) dead
   // claims when `check_dead`, aborted claims and torn cells always.
   [[nodiscard]] Take try_take(std::uint32_t entry, bool check_dead, std::uint64_t& position) noexcept;
-  // Moves the record held by `dead_owner` at `held` (position + 1) to `entry`,
-  // marked redelivered. False when the cell no longer says taken by it.
-  [[nodiscard]] bool take_over(std::uint32_t entry, std::uint32_t dead_owner, std::uint64_t held) noexcept;
+  // Moves the record at `held` (position + 1) to `entry`, marked redelivered,
+  // if a dead consumer holds it. False when the cell is not taken by a dead
+  // consumer (any more), or holds a forged length (then released, counted).
+  [[nodiscard]] bool take_over(std::uint32_t entry, std::uint64_t held) noexcept;
   // Takes over one record held by a dead consumer of another entry, freeing
   // dead entries on the way.
   [[nodiscard]] std::optional<std::uint64_t> recover_one(std::uint32_t entry) noexcept;
@@ -87,6 +92,7 @@ class Ring {
  private:
   void skip(std::uint64_t position, std::uint64_t control, std::uint64_t& counter) noexcept;
   void wake_consumers() noexcept;
+  void pass_baton() noexcept;
   void wake_producers() noexcept;
 
   Segment segment_;

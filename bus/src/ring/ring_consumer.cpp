@@ -24,6 +24,7 @@ void advance(std::uint64_t& hint, std::uint64_t from) noexcept {
 }  // namespace
 
 Result<std::uint32_t> Ring::register_consumer(std::uint32_t& inherited) {
+  SHMBUS_ENFORCE(table_.joined_here(), "a Bus used in a forked child: attach again after fork()");
   inherited = 0;
   const std::uint32_t me = self();
   // A free entry first; otherwise the entry of a dead consumer, with the
@@ -45,10 +46,16 @@ Result<std::uint32_t> Ring::register_consumer(std::uint32_t& inherited) {
                   (max_consumers_ == 1 ? "" : "s"));
 }
 
-void Ring::unregister_consumer(std::uint32_t entry) noexcept {
+void Ring::unregister_consumer(std::uint32_t entry, bool holds_undelivered) noexcept {
   layout::ConsumerEntry& e = header_->consumers[entry];
-  store_relaxed(e.held, std::uint64_t{0});
   std::uint32_t me = self();
+  if (holds_undelivered) {
+    // The entry points at a record nobody was handed yet: keep the pointer,
+    // owned by nobody alive, so the next consumer or a sibling takes it over.
+    (void)compare_exchange(e.owner, me, layout::kOrphanRef);
+    return;
+  }
+  store_relaxed(e.held, std::uint64_t{0});
   (void)compare_exchange(e.owner, me, std::uint32_t{0});
 }
 
@@ -61,6 +68,7 @@ void Ring::skip(std::uint64_t position, std::uint64_t control, std::uint64_t& co
 }
 
 Ring::Take Ring::try_take(std::uint32_t entry, bool check_dead, std::uint64_t& position) noexcept {
+  SHMBUS_ENFORCE(table_.joined_here(), "a Bus used in a forked child: attach again after fork()");
   std::uint64_t& head = header_->consumer.head_position;
   for (;;) {
     const std::uint64_t h = load_relaxed(head);
@@ -97,6 +105,7 @@ Ring::Take Ring::try_take(std::uint32_t entry, bool check_dead, std::uint64_t& p
         c.deliveries = 1;
         SHMBUS_TEST_HOOK(ring_after_take);
         advance(head, h);
+        pass_baton();
         if (c.length > max_record_) {  // forged or torn: never read past the cell
           release(entry, h);
           fetch_add(header_->counters.bad_messages, std::uint64_t{1}, std::memory_order_relaxed);
@@ -112,14 +121,27 @@ Ring::Take Ring::try_take(std::uint32_t entry, bool check_dead, std::uint64_t& p
   }
 }
 
-bool Ring::take_over(std::uint32_t entry, std::uint32_t dead_owner, std::uint64_t held) noexcept {
+bool Ring::take_over(std::uint32_t entry, std::uint64_t held) noexcept {
   if (held == 0) return false;
   const std::uint64_t h = held - 1;
   CellHeader& c = cell(h);
-  std::uint64_t expected = cell_control(CellState::taken, dead_owner, h);
+  std::uint64_t expected = load_acquire(c.control);
+  // Any taker that is dead gives its record up, whoever's entry pointed here:
+  // an inheritor that died before its own take-over leaves the cell naming
+  // the consumer before it. The CAS makes exactly one taker win.
+  if (control_state(expected) != CellState::taken || seq_distance(control_seq(expected), h) != 0 ||
+      control_owner(expected) == self() || table_.is_alive(control_owner(expected))) {
+    return false;
+  }
   store_relaxed(header_->consumers[entry].held, held);
   if (!compare_exchange(c.control, expected, cell_control(CellState::taken, self(), h))) {
     store_relaxed(header_->consumers[entry].held, std::uint64_t{0});
+    return false;
+  }
+  fetch_add(header_->counters.redelivered, std::uint64_t{1}, std::memory_order_relaxed);
+  if (c.length > max_record_) {  // forged or torn: give the cell back, count it
+    release(entry, h);
+    fetch_add(header_->counters.bad_messages, std::uint64_t{1}, std::memory_order_relaxed);
     return false;
   }
   c.flags = static_cast<std::uint8_t>(c.flags | layout::kRecordRedelivered);
@@ -127,8 +149,7 @@ bool Ring::take_over(std::uint32_t entry, std::uint32_t dead_owner, std::uint64_
   // store deliveries = 1 (see "Crash" in layout/ring.hpp).
   const unsigned before = c.deliveries == 0 ? 1u : c.deliveries;
   c.deliveries = static_cast<std::uint8_t>(before < 255 ? before + 1 : 255);
-  fetch_add(header_->counters.redelivered, std::uint64_t{1}, std::memory_order_relaxed);
-  return c.length <= max_record_;
+  return true;
 }
 
 std::optional<std::uint64_t> Ring::recover_one(std::uint32_t entry) noexcept {
@@ -138,7 +159,7 @@ std::optional<std::uint64_t> Ring::recover_one(std::uint32_t entry) noexcept {
     std::uint32_t owner = load_acquire(e.owner);
     if (owner == 0 || table_.is_alive(owner)) continue;
     const std::uint64_t held = load_acquire(e.held);
-    const bool took = take_over(entry, owner, held);
+    const bool took = take_over(entry, held);
     // The record (if any) is ours now; only then may the entry be reused.
     (void)compare_exchange(e.owner, owner, std::uint32_t{0});
     if (took) return held - 1;
@@ -158,6 +179,13 @@ void Ring::release(std::uint32_t entry, std::uint64_t position) noexcept {
   store_relaxed(header_->consumers[entry].held, std::uint64_t{0});
   fetch_add(header_->consumer.consumed, std::uint64_t{1}, std::memory_order_relaxed);
   wake_producers();
+}
+
+void Ring::pass_baton() noexcept {
+  // A commit wakes one parked consumer; if more records are ready than were
+  // woken for (a commit that found its predecessor still claimed), the taker
+  // wakes the next consumer, so no ready record waits for a recheck.
+  if (load_seq_cst(header_->data.waiters) != 0 && data_ready()) wake_consumers();
 }
 
 bool Ring::data_ready() const noexcept {

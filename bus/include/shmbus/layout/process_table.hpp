@@ -95,6 +95,11 @@ inline constexpr std::uint64_t kControlSlotsOffset =
   return ref & ((1u << kGenerationBits) - 1);
 }
 
+// A reference that names nobody alive: slot 1 with generation bits 0, which
+// no live slot ever has. Used for records and entries whose owner let go of
+// them without handing them on (see ConsumerEntry in ring.hpp).
+inline constexpr std::uint32_t kOrphanRef = process_ref(1, 0);
+
 static_assert(std::is_trivially_copyable_v<ProcessTableHeader>);
 static_assert(std::is_standard_layout_v<ProcessTableHeader>);
 static_assert(sizeof(ProcessTableHeader) == 128 && alignof(ProcessTableHeader) == 8);
