@@ -185,7 +185,7 @@ Expected<Delivery> Receiver::receive(Deadline deadline, WaitMode mode) noexcept 
       if (ring_->data_ready()) continue;
     }
     const Deadline recheck_at = std::min(deadline, now + kParkRecheckInterval);
-    ring_->wait_for_data(recheck_at);
+    ring_->wait_for_data(entry_, recheck_at);
     if (Clock::now() >= recheck_at) {
       // Nothing woke us for a whole interval: look for dead producers and consumers.
       next_recovery_ = recheck_at + kParkRecheckInterval;

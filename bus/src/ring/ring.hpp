@@ -64,7 +64,7 @@ class Ring {
   [[nodiscard]] std::optional<std::uint64_t> recover_one(std::uint32_t entry) noexcept;
   void release(std::uint32_t entry, std::uint64_t position) noexcept;
   // One park on the data futex, unless a record is ready; returns at `until`.
-  void wait_for_data(Deadline until) noexcept;
+  void wait_for_data(std::uint32_t entry, Deadline until) noexcept;
   [[nodiscard]] bool data_ready() const noexcept;
 
   // ---- cells ----
@@ -93,6 +93,8 @@ class Ring {
   void skip(std::uint64_t position, std::uint64_t control, std::uint64_t& counter) noexcept;
   void wake_consumers() noexcept;
   void pass_baton() noexcept;
+  // Takes a dead consumer's park out of data.waiters, once.
+  void forget_parked(layout::ConsumerEntry& dead) noexcept;
   void wake_producers() noexcept;
 
   Segment segment_;

@@ -36,6 +36,7 @@ Result<std::uint32_t> Ring::register_consumer(std::uint32_t& inherited) {
       if (pass == 0 ? owner != 0 : (owner == 0 || table_.is_alive(owner))) continue;
       if (compare_exchange(entry.owner, owner, me)) {
         if (pass == 0) store_relaxed(entry.held, std::uint64_t{0});
+        forget_parked(entry);
         inherited = owner;
         return i;
       }
@@ -158,6 +159,7 @@ std::optional<std::uint64_t> Ring::recover_one(std::uint32_t entry) noexcept {
     layout::ConsumerEntry& e = header_->consumers[i];
     std::uint32_t owner = load_acquire(e.owner);
     if (owner == 0 || table_.is_alive(owner)) continue;
+    forget_parked(e);
     const std::uint64_t held = load_acquire(e.held);
     const bool took = take_over(entry, held);
     // The record (if any) is ours now; only then may the entry be reused.
@@ -197,14 +199,25 @@ bool Ring::data_ready() const noexcept {
   return state != CellState::free && state != CellState::claimed;
 }
 
-void Ring::wait_for_data(Deadline until) noexcept {
+void Ring::wait_for_data(std::uint32_t entry, Deadline until) noexcept {
   layout::WakeLine& data = header_->data;
+  std::uint32_t& parked = header_->consumers[entry].parked;
   const std::uint32_t seq = load_acquire(data.seq);
   // seq_cst increment, then seq_cst re-check: the Dekker pair of the
   // producer's commit CAS + waiters load (wake_consumers).
   fetch_add(data.waiters, std::uint32_t{1});
+  store_relaxed(parked, std::uint32_t{1});
   if (!data_ready()) futex_wait(&data.seq, seq, until);
-  fetch_sub(data.waiters, std::uint32_t{1});
+  if (std::atomic_ref<std::uint32_t>(parked).exchange(0) == 1) {
+    fetch_sub(data.waiters, std::uint32_t{1});
+  }
+}
+
+void Ring::forget_parked(layout::ConsumerEntry& dead) noexcept {
+  std::uint32_t expected = 1;
+  if (compare_exchange(dead.parked, expected, std::uint32_t{0})) {
+    fetch_sub(header_->data.waiters, std::uint32_t{1});
+  }
 }
 
 std::uint64_t Ring::depth() const noexcept {

@@ -58,6 +58,11 @@
 //     stores right after the CAS; a taker that dies in between is counted
 //     as one delivery, so only a second death in that same window can
 //     undercount by one).
+//   consumer parked (counted in data.waiters, its entry's `parked` = 1):
+//     whoever frees the dead entry CASes parked 1 -> 0 and takes it out of
+//     data.waiters, so producers stop making wake calls for it. (Killed in
+//     the one-instruction gaps around that flag, the count stays one high:
+//     producers then make a wake call per commit, slower but correct.)
 //   consumer after the done CAS: the record is consumed; a stale `held` is
 //     harmless, for the cell no longer says taken(p, C). Counters are added
 //     right after the CAS that makes their event happen: a process killed
@@ -186,7 +191,7 @@ struct RingCounters {
 
 struct ConsumerEntry {
   std::uint32_t owner;          // process reference; 0 = free entry; CAS
-  std::uint32_t reserved0;
+  std::uint32_t parked;         // 1 while counted in data.waiters; cleared by exchange/CAS
   std::uint64_t held;           // position + 1 of the record it holds (or is taking); 0 = none
 };
 
