@@ -6,6 +6,8 @@ How to run (after the benchmarks wrote their JSON):
     ./tools/dev bench                      # builds Release, writes bench/results/*.json
     python3 bench/report/ratios.py         # or: python3 bench/report/ratios.py DIR
 
+    SHMBUS_BENCH_SCALE=10 ./tools/dev bench   # 10x the iterations, for a final report
+
 It reads every *.json in bench/results/ (or DIR): ring_bench.json gives the
 shmbus figures, each with its floor measured interleaved with it (same two
 processes, same run); floors_bench.json gives the floors measured alone. Latencies
