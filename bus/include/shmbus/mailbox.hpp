@@ -55,8 +55,10 @@ struct MailboxOptions {
   std::uint32_t max_record = 4096;  // payload bytes per record, 1 … 64 MiB
 };
 
-// Counters of one mailbox, read without a lock. Each is exact; taken together
-// they are a snapshot only while nobody sends or receives.
+// Counters of one mailbox, read without a lock. Taken together they are a
+// snapshot only while nobody sends or receives. Each is added right after the
+// step it counts: a process killed between the two leaves that counter one
+// short (layout/ring.hpp, "Crash"); records themselves are never lost.
 struct MailboxCounters {
   std::uint64_t claimed = 0;         // positions handed to producers (tail)
   std::uint64_t consumed = 0;        // records done by consumers

@@ -231,8 +231,10 @@ std::uint64_t Ring::claimed() const noexcept {
   // claims by at most one: a claimer that died before moving it on.
   const std::uint64_t tail = load_acquire(header_->producer.tail_position);
   const std::uint64_t control = load_acquire(cell(tail).control);
-  const bool lagging = seq_distance(control_seq(control), tail) == 0 &&
-                       control_state(control) != CellState::free;
+  const std::int64_t distance = seq_distance(control_seq(control), tail);
+  // Claimed at the tail (distance 0, not free), or claimed and already skipped
+  // or consumed (the cell awaits a later lap).
+  const bool lagging = distance > 0 || (distance == 0 && control_state(control) != CellState::free);
   return tail + (lagging ? 1 : 0);
 }
 
