@@ -19,7 +19,6 @@ namespace {
 // kParkRecheckInterval it looks for dead producers and consumers — also under
 // steady traffic, when it never parks for a whole interval.
 constexpr std::uint32_t kPollsPerClockCheck = 64;
-constexpr int kSpinsBeforePark = 2000;
 }  // namespace
 
 // ---- Claim ---------------------------------------------------------------------------------
@@ -181,8 +180,7 @@ Expected<Delivery> Receiver::receive(Deadline deadline, WaitMode mode) noexcept 
       continue;
     }
     if (mode == WaitMode::spin_then_park) {
-      for (int i = 0; i < kSpinsBeforePark && !ring_->data_ready(); ++i) detail::cpu_relax();
-      if (ring_->data_ready()) continue;
+      if (detail::spin_until([this] { return ring_->data_ready(); })) continue;
     }
     const Deadline recheck_at = std::min(deadline, now + kParkRecheckInterval);
     ring_->wait_for_data(entry_, recheck_at);

@@ -29,7 +29,6 @@ void advance(std::uint64_t& hint, std::uint64_t from) noexcept {
   (void)compare_exchange(hint, from, from + 1);
 }
 
-constexpr int kSpinsBeforePark = 2000;  // about 2–10 µs of pause instructions
 
 }  // namespace
 
@@ -183,10 +182,7 @@ void Ring::wait_for_room(Deadline until, WaitMode mode) noexcept {
     return seq_distance(control_seq(load_seq_cst(cell(t).control)), t) >= 0;
   };
   if (mode != WaitMode::park) {
-    for (int i = 0; i < kSpinsBeforePark; ++i) {
-      if (room_at_tail()) return;
-      cpu_relax();
-    }
+    if (spin_until(room_at_tail)) return;
     if (mode == WaitMode::busy_poll) return;
   }
   layout::WakeLine& room = header_->room;

@@ -5,6 +5,7 @@
 // and a word in a read-only mapping can be waited on.
 #pragma once
 
+#include <chrono>
 #include <cstdint>
 
 #include "shmbus/wait.hpp"
@@ -20,5 +21,22 @@ void futex_wake(const std::uint32_t* word, int count) noexcept;
 
 // One iteration of a spin loop: tells the core a spin-wait is running.
 inline void cpu_relax() noexcept { __builtin_ia32_pause(); }
+
+// How long spin_then_park spins before it parks. Time, not a count of pause
+// instructions: one pause costs 5 to 140 cycles depending on the CPU.
+inline constexpr std::chrono::microseconds kSpinBudget{10};
+
+// Spins until `ready()` holds (true) or the spin budget is spent (false).
+template <class Ready>
+[[nodiscard]] bool spin_until(Ready&& ready) noexcept {
+  const Deadline give_up = Clock::now() + kSpinBudget;
+  for (;;) {
+    for (int i = 0; i < 32; ++i) {
+      if (ready()) return true;
+      cpu_relax();
+    }
+    if (Clock::now() >= give_up) return ready();
+  }
+}
 
 }  // namespace shmbus::detail
