@@ -86,7 +86,10 @@ Result<std::shared_ptr<Ring>> Ring::open(Segment segment, ProcessTable& table,
                         d.cells_offset % layout::kCacheLine == 0 &&
                         (d.kind == layout::RingKind::mpsc || d.kind == layout::RingKind::mpmc) &&
                         (d.max_consumers == 1 || d.max_consumers == layout::kMaxConsumersPerMailbox);
-  if (!shape_ok || d.cells_offset + std::uint64_t{d.capacity} * d.cell_stride > segment.size()) {
+  // capacity * stride < 2^51 cannot overflow; cells_offset is checked on its
+  // own so that a forged value near 2^64 cannot wrap the sum.
+  if (!shape_ok || d.cells_offset > segment.size() ||
+      std::uint64_t{d.capacity} * d.cell_stride > segment.size() - d.cells_offset) {
     return fail(Errc::not_a_segment, where + " has a ring descriptor that does not fit its segment");
   }
   return std::make_shared<Ring>(std::move(segment), d, table, std::move(keep_alive));
@@ -119,6 +122,9 @@ Expected<std::uint64_t> Ring::try_claim(std::uint32_t bytes) noexcept {
     std::uint64_t control = load_acquire(c.control);
     const std::int64_t distance = seq_distance(control_seq(control), t);
     if (distance < 0) return tl::unexpected(Errc::mailbox_full);  // the cell holds lap t - capacity
+    if (distance > static_cast<std::int64_t>(capacity_) && repair_forged(c, control, t, tail, t)) {
+      continue;
+    }
     if (distance > 0 || control_state(control) != CellState::free) {
       advance(tail, t);  // position t is taken or done already: help the hint on
       continue;
@@ -130,6 +136,19 @@ Expected<std::uint64_t> Ring::try_claim(std::uint32_t bytes) noexcept {
       return t;
     }
   }
+}
+
+bool Ring::repair_forged(layout::CellHeader& c, std::uint64_t control, std::uint64_t hint_value,
+                         const std::uint64_t& hint, std::uint64_t awaits) noexcept {
+  // With the hint still at `hint_value`, no real record can be more than one
+  // lap ahead of it (the hint lags real claims and takes by at most one): the
+  // cell was forged or torn. Without this, the hint would walk up to 2^36
+  // positions one by one.
+  if (load_acquire(hint) != hint_value) return false;  // a stale read: just retry
+  if (compare_exchange(c.control, control, cell_control(CellState::free, 0, awaits))) {
+    fetch_add(header_->counters.bad_messages, std::uint64_t{1}, std::memory_order_relaxed);
+  }
+  return true;
 }
 
 void Ring::commit(std::uint64_t position, std::uint32_t length) noexcept {

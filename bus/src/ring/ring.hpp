@@ -91,6 +91,12 @@ class Ring {
 
  private:
   void skip(std::uint64_t position, std::uint64_t control, std::uint64_t& counter) noexcept;
+  // A cell more than a lap ahead of a hint that still reads `hint_value` is
+  // forged: reset it to free(awaits), count it in bad_messages. False when
+  // the hint moved (the read was stale, nothing is wrong).
+  [[nodiscard]] bool repair_forged(layout::CellHeader& c, std::uint64_t control,
+                                   std::uint64_t hint_value, const std::uint64_t& hint,
+                                   std::uint64_t awaits) noexcept;
   void wake_consumers() noexcept;
   void pass_baton() noexcept;
   // Takes a dead consumer's park out of data.waiters, once.

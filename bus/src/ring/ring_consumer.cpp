@@ -77,6 +77,10 @@ Ring::Take Ring::try_take(std::uint32_t entry, bool check_dead, std::uint64_t& p
     // acquire: pairs with the producer's commit CAS; header and payload are visible.
     std::uint64_t control = load_acquire(c.control);
     const std::int64_t distance = seq_distance(control_seq(control), h);
+    if (distance > static_cast<std::int64_t>(capacity_) &&
+        repair_forged(c, control, h, head, h + capacity_)) {
+      continue;  // the forged cell now reads "position h done"
+    }
     if (distance > 0) {  // position h is done already: the hint is behind
       advance(head, h);
       continue;
