@@ -279,7 +279,7 @@ TEST(CellFuzz, RandomCellHeadersHintsAndConsumerEntriesNeverBreakTheReceiver) {
       }
 
       // Raw random headers. Sequence numbers stay within a few laps of the
-      // cell's position (see DISABLED_ tests below for far-off ones).
+      // cell's position (see the regressions below for far-off ones).
       const auto window = static_cast<std::int64_t>(2 * cap);
       const auto near = [&](std::uint64_t position) {
         return position + static_cast<std::uint64_t>(
@@ -374,19 +374,13 @@ TEST(CellFuzz, RandomCellHeadersHintsAndConsumerEntriesNeverBreakTheReceiver) {
               static_cast<unsigned long long>(refusals));
 }
 
-// ---- library bugs found by the fuzzer: DISABLED_ tests fail until fixed ------------------------
+// ---- regressions of bugs the fuzzer found ------------------------------------------------------
 
-// BUG (liveness, forged cells): try_take() and try_claim() move their hint
-// one position per loop iteration while the cell at the hint says a later
-// position ("the hint is behind"). A cell whose 37-bit seq lies up to 2^36
-// positions ahead of the hint keeps try_receive() (or try_send()) looping
-// until the hint catches up: about 120 M positions/s here, so 2^35 ahead is
-// ~5 minutes and 2^36 ~10 minutes, in calls documented as non-blocking.
-// Random control words hit it easily (capacity 2: whenever both cells' seqs
-// land ahead, about one pair in four). DISABLED_: it would stall the suite.
-// A bound would fix it (a cell more than a few laps ahead is forged: skip and
-// count it, or move the hint straight to the cell's seq).
-TEST(CellFuzz, DISABLED_CellsFarAheadOfTheHeadDoNotStallTryReceive) {
+// A cell whose seq lies far ahead of the head/tail hint (forged or torn) used
+// to make try_receive()/try_send() walk the hint one position per iteration,
+// up to 2^36 of them. Now a cell more than a lap ahead of a hint that has not
+// moved is repaired and counted in bad_messages.
+TEST(CellFuzz, CellsFarAheadOfTheHeadDoNotStallTryReceive) {
   auto bus = test::ScopedBus::create();
   auto mailbox = bus.mailbox("m", {.capacity = 2, .max_record = 16});
   auto& ring = ring_of(mailbox);
@@ -409,7 +403,7 @@ TEST(CellFuzz, DISABLED_CellsFarAheadOfTheHeadDoNotStallTryReceive) {
   consumer.join();
 }
 
-TEST(CellFuzz, DISABLED_CellsFarAheadOfTheTailDoNotStallTrySend) {
+TEST(CellFuzz, CellsFarAheadOfTheTailDoNotStallTrySend) {
   auto bus = test::ScopedBus::create();
   auto mailbox = bus.mailbox("m", {.capacity = 2, .max_record = 16});
   auto& ring = ring_of(mailbox);

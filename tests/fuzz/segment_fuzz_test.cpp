@@ -223,7 +223,7 @@ Descriptor random_descriptor(Fuzz& fuzz, std::size_t size) {
                      : natural;
   d.max_consumers = fuzz.chance(4) ? fuzz.pick<std::uint32_t>({0, 2, 63, 65, 0xffffffffu})
                                    : fuzz.pick<std::uint32_t>({1, 64});
-  // Offsets stay below 2^40 here: see DISABLED_DescriptorWhoseEndWrapsAroundIsRefused.
+  // Offsets stay below 2^40 here: see DescriptorWhoseEndWrapsAroundIsRefused.
   d.cells_offset = fuzz.chance(4) ? fuzz.pick<std::uint64_t>({0, layout::kRingCellsOffset - 64,
                                                               layout::kRingCellsOffset + 1, size,
                                                               size + 64, std::uint64_t{1} << 39})
@@ -312,15 +312,10 @@ TEST(SegmentFuzz, RandomRingDescriptorsAreRefusedUnlessTheyFitTheirSegment) {
   std::printf("[   INFO   ] %ld of %ld planted mailbox segments opened\n", opened, rounds);
 }
 
-// BUG (out-of-bounds cells): Ring::open() checks
-// `cells_offset + capacity * cell_stride > segment.size()` in 64-bit
-// arithmetic. A forged cells_offset near 2^64 (still a multiple of 64 and >=
-// 1920) wraps the sum below the segment size, so the descriptor is accepted
-// and Ring's cells_ points 64 bytes *before* the mapping: the first send or
-// receive reads and CASes memory outside the segment (a crash, or silent
-// corruption of whatever is mapped there). DISABLED_: it fails; the mailbox
-// is not used after the open, so the test itself stays in bounds.
-TEST(SegmentFuzz, DISABLED_DescriptorWhoseEndWrapsAroundIsRefused) {
+// Regression: Ring::open() once checked `cells_offset + capacity * stride`
+// in 64-bit arithmetic, so a forged cells_offset near 2^64 wrapped the sum and
+// put the cells before the mapping. The open must refuse it.
+TEST(SegmentFuzz, DescriptorWhoseEndWrapsAroundIsRefused) {
   auto bus = test::ScopedBus::create();
   const std::size_t size = layout::kRingCellsOffset + 2 * 64;
   std::vector<std::byte> bytes(size);

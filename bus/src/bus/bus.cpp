@@ -127,6 +127,9 @@ Result<bool> Bus::in_use(std::string_view name) {
   auto control = Segment::attach(shm_name, layout::SegmentKind::control, Clock::now(),
                                  Errc::no_such_bus);
   if (!control) return tl::unexpected(control.error());
+  if (control->size() < detail::ProcessTable::segment_size(1)) {
+    return fail(Errc::size_too_small, "/dev/shm/" + shm_name + " is too small for a process table");
+  }
   const int query_fd = detail::open_segment_fd(shm_name);
   if (query_fd < 0) return fail(Errc::system_error, shm_name + ": shm_open failed");
   detail::ProcessTable table(control->bytes(), -1, query_fd);
