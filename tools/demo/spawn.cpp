@@ -39,16 +39,24 @@ std::string describe(int status) {
 }
 }  // namespace
 
-std::string reap(pid_t pid) {
-  int status = 0;
-  if (::waitpid(pid, &status, 0) != pid) return "lost";
-  return describe(status);
-}
-
 std::optional<std::string> reap_if_ended(pid_t pid) {
   int status = 0;
   if (::waitpid(pid, &status, WNOHANG) != pid) return std::nullopt;
   return describe(status);
 }
+
+std::string reap(pid_t pid) {
+  // A worker that does not stop within 5 s is killed: the demo never hangs.
+  for (int waited_ms = 0; waited_ms < 5000; ++waited_ms) {
+    if (auto ended = reap_if_ended(pid)) return *ended;
+    ::usleep(1000);
+  }
+  ::kill(pid, SIGKILL);
+  int status = 0;
+  if (::waitpid(pid, &status, 0) != pid) return "lost";
+  return describe(status) + " (did not stop within 5 s)";
+}
+
+
 
 }  // namespace shmbus::demo

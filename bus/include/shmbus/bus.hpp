@@ -71,15 +71,15 @@ class Bus {
   // `options.ready_timeout` for a bus still being created. Fails with
   // bad_name, no_such_bus, not_a_segment (also for a segment abandoned by its
   // dead creator: the detail says `shmbus gc` removes it), layout_mismatch
-  // (the detail names both versions), permission_denied, size_too_small or
-  // too_many_processes.
+  // (the detail names both versions), permission_denied, size_too_small,
+  // too_many_processes or system_error.
   [[nodiscard]] static Result<Bus> attach(std::string_view name, AttachOptions options = {});
 
   // Bus::remove()
   //
   // Unlinks the bus's segments. Processes that still map them keep working
   // until they detach; new attaches fail with no_such_bus. Fails with
-  // bad_name, no_such_bus or permission_denied.
+  // bad_name, no_such_bus, permission_denied or system_error.
   [[nodiscard]] static Result<void> remove(std::string_view name);
 
   // Names of the buses on this host (whatever their state). Fails with
@@ -89,7 +89,9 @@ class Bus {
   // Bus::in_use()
   //
   // True while any process holds a slot of the bus (its lock byte is locked),
-  // decided by the kernel. Fails like attach, without taking a slot.
+  // decided by the kernel. Takes no slot. Fails with bad_name, no_such_bus,
+  // not_a_segment, layout_mismatch, permission_denied, size_too_small or
+  // system_error.
   [[nodiscard]] static Result<bool> in_use(std::string_view name);
 
   Bus(Bus&&) noexcept;
@@ -123,10 +125,12 @@ class Bus {
   // Bus::open_mailbox()
   //
   // Maps an existing mailbox. Fails with bad_name, no_such_mailbox,
-  // not_a_segment, layout_mismatch or permission_denied.
+  // not_a_segment, layout_mismatch, permission_denied, size_too_small or
+  // system_error.
   [[nodiscard]] Result<Mailbox> open_mailbox(std::string_view name);
 
-  // Unlinks a mailbox segment. Fails with bad_name or no_such_mailbox.
+  // Unlinks a mailbox segment. Fails with bad_name, no_such_mailbox,
+  // permission_denied or system_error.
   [[nodiscard]] Result<void> remove_mailbox(std::string_view name);
 
  private:

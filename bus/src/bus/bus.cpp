@@ -59,12 +59,16 @@ Result<Bus> Bus::create(std::string_view name, CreateOptions options) {
     Error error = control.error();
     if (error.code == Errc::bus_exists) {
       error.detail = "bus '" + std::string(name) + "' already exists (" + error.detail +
-                     "); if no process uses it any more, `shmbus gc` removes it";
+                     "); if no process uses it any more, `shmbus gc` (or Bus::remove) removes it";
     }
     return tl::unexpected(error);
   }
   auto core = join_bus(name, std::move(*control), options.label);
-  if (!core) return tl::unexpected(core.error());
+  if (!core) {
+    // Nobody else can hold the bus we just made: leave nothing behind.
+    (void)Segment::remove(spec.shm_name, Errc::no_such_bus);
+    return tl::unexpected(core.error());
+  }
   return Bus(std::move(*core));
 }
 
@@ -131,7 +135,9 @@ Result<bool> Bus::in_use(std::string_view name) {
     return fail(Errc::size_too_small, "/dev/shm/" + shm_name + " is too small for a process table");
   }
   const int query_fd = detail::open_segment_fd(shm_name);
-  if (query_fd < 0) return fail(Errc::system_error, shm_name + ": shm_open failed");
+  if (query_fd < 0) {
+    return fail(Errc::system_error, "/dev/shm/" + shm_name + ": shm_open: " + std::strerror(errno));
+  }
   detail::ProcessTable table(control->bytes(), -1, query_fd);
   const bool used = table.any_locked();
   ::close(query_fd);
@@ -161,7 +167,10 @@ Result<Mailbox> Bus::create_mailbox(std::string_view name, MailboxOptions option
     return tl::unexpected(error);
   }
   auto ring = detail::Ring::open(std::move(*segment), core_->table(), core_);
-  if (!ring) return tl::unexpected(ring.error());
+  if (!ring) {
+    (void)Segment::remove(spec.shm_name, Errc::no_such_mailbox);
+    return tl::unexpected(ring.error());
+  }
   return Mailbox(core_, std::move(*ring), std::string(name));
 }
 

@@ -51,7 +51,7 @@ HeaderCheck check_header(std::span<const std::byte> segment, layout::SegmentKind
             Error{Errc::not_a_segment,
                   where + " was abandoned half-built by its creator (pid " +
                       std::to_string(header.creator_pid) +
-                      ", now dead); `shmbus gc` removes it"}};
+                      ", now dead); `shmbus gc` (or Bus::remove) removes it"}};
   }
   if (header.kind != expected_kind) {
     return refuse(Errc::not_a_segment, where + " is a " + kind_name(header.kind) +

@@ -75,11 +75,13 @@ Result<Segment> Segment::create(const SegmentSpec& spec,
     return fail(Errc::size_too_small, "segment size " + std::to_string(spec.size) +
                                           " is below the 128-byte header");
   }
+  bool created = false;
   try {
     bip::permissions permissions;
     permissions.set_permissions(static_cast<int>(spec.mode));
     bip::shared_memory_object shm(bip::create_only, spec.shm_name.c_str(), bip::read_write,
                                   permissions);
+    created = true;
     shm.truncate(static_cast<bip::offset_t>(spec.size));
     auto mapping = std::make_unique<Mapping>(Mapping{bip::mapped_region(shm, bip::read_write)});
     Segment segment(std::move(mapping), spec.shm_name, shm.get_mapping_handle().handle);
@@ -103,6 +105,9 @@ Result<Segment> Segment::create(const SegmentSpec& spec,
     store_release(header.ready, std::uint32_t{1});
     return segment;
   } catch (const bip::interprocess_exception& e) {
+    // A file we created but could not size or map would be waited for by
+    // every attacher until its deadline: remove it.
+    if (created) bip::shared_memory_object::remove(spec.shm_name.c_str());
     return tl::unexpected(from_boost(e, spec.shm_name, Errc::system_error));
   }
 }
