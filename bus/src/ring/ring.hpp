@@ -91,6 +91,8 @@ class Ring {
 
  private:
   void skip(std::uint64_t position, std::uint64_t control, std::uint64_t& counter) noexcept;
+  // Moves the head hint from `from` to `from + 1` (a CAS when consumers compete).
+  void advance_head(std::uint64_t from) noexcept;
   // A cell more than a lap ahead of a hint that still reads `hint_value` is
   // forged: reset it to free(awaits), count it in bad_messages. False when
   // the hint moved (the read was stale, nothing is wrong).

@@ -60,6 +60,17 @@ void Ring::unregister_consumer(std::uint32_t entry, bool holds_undelivered) noex
   (void)compare_exchange(e.owner, me, std::uint32_t{0});
 }
 
+void Ring::advance_head(std::uint64_t from) noexcept {
+  std::uint64_t& head = header_->consumer.head_position;
+  if (max_consumers_ == 1) {
+    // mpsc: only the one live consumer moves the head (a dead one moves
+    // nothing, and a forked child may not consume), so no CAS is needed.
+    if (load_relaxed(head) == from) store_release(head, from + 1);
+    return;
+  }
+  advance(head, from);
+}
+
 void Ring::skip(std::uint64_t position, std::uint64_t control, std::uint64_t& counter) noexcept {
   CellHeader& c = cell(position);
   if (compare_exchange(c.control, control, cell_control(CellState::free, 0, position + capacity_))) {
@@ -82,7 +93,7 @@ Ring::Take Ring::try_take(std::uint32_t entry, bool check_dead, std::uint64_t& p
       continue;  // the forged cell now reads "position h done"
     }
     if (distance > 0) {  // position h is done already: the hint is behind
-      advance(head, h);
+      advance_head(h);
       continue;
     }
     if (distance < 0) return Take::empty;
@@ -97,7 +108,7 @@ Ring::Take Ring::try_take(std::uint32_t entry, bool check_dead, std::uint64_t& p
         skip(h, control, header_->counters.sender_aborted);
         continue;
       case CellState::taken:
-        advance(head, h);  // another consumer has it
+        advance_head(h);  // another consumer has it
         continue;
       case CellState::committed: {
         // The intent goes first: if we die right after the CAS, recovery
@@ -109,7 +120,7 @@ Ring::Take Ring::try_take(std::uint32_t entry, bool check_dead, std::uint64_t& p
         }
         c.deliveries = 1;
         SHMBUS_TEST_HOOK(ring_after_take);
-        advance(head, h);
+        advance_head(h);
         pass_baton();
         if (c.length > max_record_) {  // forged or torn: never read past the cell
           release(entry, h);
@@ -183,7 +194,13 @@ void Ring::release(std::uint32_t entry, std::uint64_t position) noexcept {
   SHMBUS_ENFORCE(released, "a live consumer's record was taken from it");
   SHMBUS_TEST_HOOK(ring_after_release);
   store_relaxed(header_->consumers[entry].held, std::uint64_t{0});
-  fetch_add(header_->consumer.consumed, std::uint64_t{1}, std::memory_order_relaxed);
+  if (max_consumers_ == 1) {
+    // The only consumer writes these words: a store, not a locked add.
+    std::uint64_t& consumed = header_->consumer.consumed;
+    store_relaxed(consumed, load_relaxed(consumed) + 1);
+  } else {
+    fetch_add(header_->consumer.consumed, std::uint64_t{1}, std::memory_order_relaxed);
+  }
   wake_producers();
 }
 
