@@ -13,6 +13,7 @@
 #include "ring/ring.hpp"
 #include "shmbus/bus.hpp"
 #include "shmbus/detail/atomic.hpp"
+#include "support/ring_access.hpp"
 #include "support/scoped_bus.hpp"
 #include "support/wait_until.hpp"
 #include "wait/futex.hpp"
@@ -22,26 +23,10 @@ namespace {
 
 using namespace std::chrono_literals;
 
-// Reaches the private Ring of a mailbox (as unit/ring_test.cpp does).
-detail::Ring& ring_of(Mailbox& mailbox) {
-  struct Peek {
-    std::shared_ptr<detail::BusCore> core;
-    std::shared_ptr<detail::Ring> ring;
-  };
-  return *reinterpret_cast<Peek*>(&mailbox)->ring;
-}
+using test::ring_of;
 
-// One park of the consumer of an mpsc mailbox, whose only entry is 0. The
-// private Ring::wait_for_data is gaining the parking entry as a parameter;
-// this accepts either form while that change lands.
-template <class RingType>
-void park_once(RingType& ring, Deadline until) {
-  if constexpr (requires { ring.wait_for_data(std::uint32_t{0}, until); }) {
-    ring.wait_for_data(std::uint32_t{0}, until);
-  } else {
-    ring.wait_for_data(until);
-  }
-}
+// One park of the consumer of an mpsc mailbox, whose only entry is 0.
+void park_once(detail::Ring& ring, Deadline until) { ring.wait_for_data(/*entry=*/0, until); }
 
 std::uint32_t waiters(const layout::WakeLine& line) { return detail::load_seq_cst(line.waiters); }
 

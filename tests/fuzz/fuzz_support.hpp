@@ -22,6 +22,8 @@
 #include <vector>
 
 #include "ring/ring.hpp"
+#include "support/ring_access.hpp"
+#include "support/shm_file.hpp"
 #include "shmbus/mailbox.hpp"
 
 namespace shmbus::test {
@@ -86,43 +88,5 @@ class Fuzz {
   std::uint64_t seed_;
   std::mt19937_64 rng_;
 };
-
-// Reaches the private Ring of a Mailbox, for planting (as tests/unit/ring_test.cpp does).
-[[nodiscard]] inline detail::Ring& ring_of(Mailbox& mailbox) {
-  struct Peek {
-    std::shared_ptr<detail::BusCore> core;
-    std::shared_ptr<detail::Ring> ring;
-  };
-  return *reinterpret_cast<Peek*>(&mailbox)->ring;
-}
-
-// A /dev/shm file this test wrote; unlinked at scope exit, also on failure.
-class PlantedShm {
- public:
-  PlantedShm(std::string path, std::span<const std::byte> bytes) : path_(std::move(path)) {
-    const int fd = ::open(path_.c_str(), O_RDWR | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
-    EXPECT_GE(fd, 0) << "cannot create " << path_;
-    if (fd < 0) return;
-    std::size_t done = 0;
-    while (done < bytes.size()) {
-      const ssize_t n = ::write(fd, bytes.data() + done, bytes.size() - done);
-      if (n <= 0) break;
-      done += static_cast<std::size_t>(n);
-    }
-    EXPECT_EQ(done, bytes.size()) << path_;
-    ::close(fd);
-  }
-  PlantedShm(const PlantedShm&) = delete;
-  PlantedShm& operator=(const PlantedShm&) = delete;
-  ~PlantedShm() { ::unlink(path_.c_str()); }
-
- private:
-  std::string path_;
-};
-
-[[nodiscard]] inline bool shm_exists(const std::string& path) {
-  struct stat st {};
-  return ::stat(path.c_str(), &st) == 0;
-}
 
 }  // namespace shmbus::test

@@ -145,7 +145,7 @@ TEST(SegmentFuzz, RandomControlSegmentHeadersGiveTheTypedAnswerOfTheAttachRules)
     }
     const std::optional<Errc> expected = expected_attach(bytes);
     {
-      test::PlantedShm planted(path, bytes);
+      test::PlantedFile planted(path, bytes);
       const auto timeout = std::chrono::milliseconds(fuzz.in(0, 3));
       auto bus_result = Bus::attach(name, {.ready_timeout = timeout, .label = "fuzz"});
       if (expected) {
@@ -164,7 +164,7 @@ TEST(SegmentFuzz, RandomControlSegmentHeadersGiveTheTypedAnswerOfTheAttachRules)
         EXPECT_TRUE(*in_use);
       }
     }
-    EXPECT_FALSE(test::shm_exists(path));
+    EXPECT_FALSE(test::file_exists(path));
   }
   std::printf("[   INFO   ] %ld of %ld planted control segments attached\n", attached, rounds);
 }
@@ -263,7 +263,7 @@ TEST(SegmentFuzz, RandomRingDescriptorsAreRefusedUnlessTheyFitTheirSegment) {
       }
     }
     {
-      test::PlantedShm planted(path, bytes);
+      test::PlantedFile planted(path, bytes);
       auto mailbox = bus->open_mailbox(mailbox_name);
       if (!fits) {
         ASSERT_FALSE(mailbox) << "opened a descriptor that does not fit: capacity " << d.capacity
@@ -307,7 +307,7 @@ TEST(SegmentFuzz, RandomRingDescriptorsAreRefusedUnlessTheyFitTheirSegment) {
         EXPECT_LE(delivery->payload().size(), d.max_record);
       }
     }
-    EXPECT_FALSE(test::shm_exists(path));
+    EXPECT_FALSE(test::file_exists(path));
   }
   std::printf("[   INFO   ] %ld of %ld planted mailbox segments opened\n", opened, rounds);
 }
@@ -329,7 +329,7 @@ TEST(SegmentFuzz, DescriptorWhoseEndWrapsAroundIsRefused) {
   const Descriptor d{1, 2, 16, 64, 1, ~std::uint64_t{0} - 63};  // 2^64 - 64: end wraps to 64
   write_descriptor(bytes, d);
   ASSERT_FALSE(descriptor_fits(d, size));
-  test::PlantedShm planted("/dev/shm/shmbus." + bus.name() + ".m", bytes);
+  test::PlantedFile planted("/dev/shm/shmbus." + bus.name() + ".m", bytes);
   auto mailbox = bus->open_mailbox("m");
   ASSERT_FALSE(mailbox) << "opened: its cells start at cells_offset " << d.cells_offset
                         << ", i.e. 64 bytes before the segment's first byte";

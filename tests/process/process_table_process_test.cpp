@@ -11,7 +11,7 @@
 #include <vector>
 
 #include "process/child_lines.hpp"
-#include "process/shm_file.hpp"
+#include "support/shm_file.hpp"
 #include "shmbus/bus.hpp"
 #include "shmbus/detail/atomic.hpp"
 #include "shmbus/layout/process_table.hpp"

@@ -9,7 +9,7 @@
 #include <vector>
 
 #include "process/child_lines.hpp"
-#include "process/shm_file.hpp"
+#include "support/shm_file.hpp"
 #include "shmbus/bus.hpp"
 #include "shmbus/layout/segment_header.hpp"
 #include "support/child.hpp"

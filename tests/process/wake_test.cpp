@@ -10,7 +10,7 @@
 #include <string>
 
 #include "process/child_lines.hpp"
-#include "process/shm_file.hpp"
+#include "support/shm_file.hpp"
 #include "shmbus/bus.hpp"
 #include "shmbus/detail/atomic.hpp"
 #include "shmbus/layout/ring.hpp"

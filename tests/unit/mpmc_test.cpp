@@ -6,6 +6,7 @@
 
 #include "ring/ring.hpp"
 #include "shmbus/bus.hpp"
+#include "support/ring_access.hpp"
 #include "support/scoped_bus.hpp"
 
 namespace shmbus {
@@ -43,11 +44,7 @@ TEST(MpmcRing, SiblingTakesOverTheRecordOfADeadConsumer) {
   auto mailbox = bus.mailbox("pool", {.kind = RingKind::mpmc, .capacity = 8, .max_record = 32});
   ASSERT_TRUE(mailbox.try_send(bytes_of(7, 3)));
   // Plant: consumer entry 5 belongs to a dead process that took position 0.
-  struct Peek {
-    std::shared_ptr<detail::BusCore> core;
-    std::shared_ptr<detail::Ring> ring;
-  };
-  detail::Ring& ring = *reinterpret_cast<Peek*>(&mailbox)->ring;
+  detail::Ring& ring = test::ring_of(mailbox);
   constexpr std::uint32_t dead = layout::process_ref(9, 42);
   ring.cell(0).control = layout::cell_control(layout::CellState::taken, dead, 0);
   ring.cell(0).deliveries = 1;

@@ -14,7 +14,7 @@
 #include <string>
 
 #include "process/process_table.hpp"
-#include "process/shm_file.hpp"
+#include "support/shm_file.hpp"
 #include "shmbus/bus.hpp"
 #include "shmbus/detail/atomic.hpp"
 #include "shmbus/layout/process_table.hpp"

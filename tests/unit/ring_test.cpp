@@ -10,6 +10,7 @@
 #include "ring/ring.hpp"
 #include "shmbus/bus.hpp"
 #include "shmbus/detail/atomic.hpp"
+#include "support/ring_access.hpp"
 #include "support/scoped_bus.hpp"
 
 namespace shmbus {
@@ -24,14 +25,7 @@ std::vector<std::byte> bytes_of(std::size_t n, int seed = 0) {
   return out;
 }
 
-// Reaches the cells of a mailbox through the private Ring, for planting.
-detail::Ring& ring_of(Mailbox& mailbox) {
-  struct Peek {
-    std::shared_ptr<detail::BusCore> core;
-    std::shared_ptr<detail::Ring> ring;
-  };
-  return *reinterpret_cast<Peek*>(&mailbox)->ring;
-}
+using test::ring_of;
 
 // A process reference that names nobody alive: slot 5, a generation it never had.
 constexpr std::uint32_t kDeadRef = layout::process_ref(5, 77);

@@ -15,7 +15,7 @@
 #include <thread>
 #include <vector>
 
-#include "process/shm_file.hpp"
+#include "support/shm_file.hpp"
 #include "shmbus/bus.hpp"
 #include "shmbus/detail/atomic.hpp"
 #include "shmbus/layout/ring.hpp"

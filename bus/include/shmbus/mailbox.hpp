@@ -41,6 +41,7 @@ namespace shmbus {
 namespace detail {
 class BusCore;
 class Ring;
+struct MailboxAccess;  // tests/support/ring_access.hpp
 }  // namespace detail
 
 // A process of a bus: table slot and the low bits of its generation (never 0).
@@ -243,6 +244,7 @@ class Mailbox {
 
  private:
   friend class Bus;
+  friend struct detail::MailboxAccess;
   Mailbox(std::shared_ptr<detail::BusCore> core, std::shared_ptr<detail::Ring> ring,
           std::string name) noexcept;
   Claim make_claim(std::uint64_t position, std::size_t bytes) noexcept;
