@@ -23,12 +23,6 @@ namespace {
 
 constexpr std::uint64_t round_up(std::uint64_t n, std::uint64_t to) { return (n + to - 1) / to * to; }
 
-// Moves a hint (tail or head) from `from` to `from + 1`; losing the race means
-// someone else moved it, which is all we wanted.
-void advance(std::uint64_t& hint, std::uint64_t from) noexcept {
-  (void)compare_exchange(hint, from, from + 1);
-}
-
 
 }  // namespace
 

@@ -14,11 +14,18 @@
 
 #include "process/process_table.hpp"
 #include "segment/segment.hpp"
+#include "shmbus/detail/atomic.hpp"
 #include "shmbus/error.hpp"
 #include "shmbus/layout/ring.hpp"
 #include "shmbus/mailbox.hpp"
 
 namespace shmbus::detail {
+
+// Moves a hint (tail or head) from `from` to `from + 1`; losing the race means
+// someone else moved it, which is all we wanted.
+inline void advance(std::uint64_t& hint, std::uint64_t from) noexcept {
+  (void)compare_exchange(hint, from, from + 1);
+}
 
 class Ring {
  public:

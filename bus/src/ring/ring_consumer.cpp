@@ -17,11 +17,6 @@ using layout::control_seq;
 using layout::control_state;
 using layout::seq_distance;
 
-namespace {
-void advance(std::uint64_t& hint, std::uint64_t from) noexcept {
-  (void)compare_exchange(hint, from, from + 1);
-}
-}  // namespace
 
 Result<std::uint32_t> Ring::register_consumer(std::uint32_t& inherited) {
   SHMBUS_ENFORCE(table_.joined_here(), "a Bus used in a forked child: attach again after fork()");
