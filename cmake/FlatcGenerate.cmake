@@ -8,7 +8,7 @@ function(shmbus_flatc_generate out_var output_dir)
     get_filename_component(stem ${schema} NAME_WE)
     set(header ${output_dir}/${stem}_generated.h)
     add_custom_command(OUTPUT ${header}
-      COMMAND flatbuffers::flatc --cpp --scoped-enums -o ${output_dir} ${schema}
+      COMMAND flatbuffers::flatc --cpp --scoped-enums --gen-name-strings -o ${output_dir} ${schema}
       DEPENDS ${schema} flatbuffers::flatc
       COMMENT "flatc ${stem}.fbs"
       VERBATIM)

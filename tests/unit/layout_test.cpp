@@ -11,7 +11,7 @@
 namespace shmbus::layout {
 namespace {
 
-TEST(Layout, VersionIsPinned) { EXPECT_EQ(kLayoutVersion, 1u); }
+TEST(Layout, VersionIsPinned) { EXPECT_EQ(kLayoutVersion, 2u); }
 
 TEST(Layout, SegmentHeaderMatchesItsDiagram) {
   EXPECT_EQ(sizeof(SegmentHeader), 128u);

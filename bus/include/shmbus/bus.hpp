@@ -23,7 +23,9 @@
 #include <vector>
 
 #include "shmbus/error.hpp"
+#include "shmbus/client.hpp"
 #include "shmbus/mailbox.hpp"
+#include "shmbus/registry.hpp"
 
 namespace shmbus {
 
@@ -36,6 +38,8 @@ struct CreateOptions {
   std::uint32_t mode = 0600;          // permissions of every segment of the bus
   bool trusted = false;               // receivers skip the FlatBuffers verifier (never bounds checks)
   std::string label;                  // this process's name in the table (display only)
+  std::uint32_t max_in_flight = 64;   // call slots per process (calls in flight), 1 … 4096
+  std::uint32_t max_reply = 4096;     // reply bytes a call slot holds, 0 … 1 MiB
 };
 
 struct AttachOptions {
@@ -60,7 +64,10 @@ class Bus {
   // Bus::create()
   //
   // Creates the control segment exclusively (mode `options.mode`) and attaches
-  // this process. Fails with bad_name, bad_options, bus_exists (the detail
+  // this process. The segment holds the process table, the service registry
+  // and max_processes × max_in_flight call slots of max_reply bytes (pages
+  // of /dev/shm are only allocated when written). Fails with bad_name,
+  // bad_options, bus_exists (the detail
   // names `shmbus gc` when the existing bus was abandoned by a dead creator),
   // permission_denied, too_many_processes or system_error.
   [[nodiscard]] static Result<Bus> create(std::string_view name, CreateOptions options = {});
@@ -111,8 +118,10 @@ class Bus {
 
   // Bus::reclaim_dead()
   //
-  // Frees the slots of dead processes; returns how many this call freed (of
-  // two processes reclaiming one dead slot at once, exactly one counts it).
+  // Frees the slots of dead processes and recycles their call slots (unread
+  // replies count as late_replies and caller_gone); returns how many slots
+  // this call freed (of two processes reclaiming one dead slot at once,
+  // exactly one counts it).
   std::uint32_t reclaim_dead() noexcept;
 
   // Bus::create_mailbox()
@@ -133,7 +142,28 @@ class Bus {
   // permission_denied or system_error.
   [[nodiscard]] Result<void> remove_mailbox(std::string_view name);
 
+  // Bus::register_service()
+  //
+  // Registers a service (registry.hpp) and creates its pool and dead-letter
+  // mailboxes; registering the same name with the same schema and options
+  // again is a no-op. Servers register on start (server.hpp). Fails with
+  // bad_name, bad_options, schema_mismatch, too_many_services,
+  // permission_denied or system_error.
+  [[nodiscard]] Result<void> register_service(std::string_view name, const ServiceOptions& options);
+
+  // Bus::service()
+  //
+  // A client handle for calls and casts (client.hpp). Look it up once and
+  // reuse it. Fails with no_such_service (not registered yet), not_a_segment,
+  // layout_mismatch, permission_denied or system_error.
+  [[nodiscard]] Result<Service> service(std::string_view name);
+
+  // Every registered service: its servers, queue depth, dead letters and
+  // counters, as seen at the moment of the call. Never fails.
+  [[nodiscard]] std::vector<ServiceInfo> services() const;
+
  private:
+  friend class Server;
   explicit Bus(std::shared_ptr<detail::BusCore> core) noexcept;
   std::shared_ptr<detail::BusCore> core_;
 };

@@ -52,6 +52,9 @@ enum class Errc : std::uint16_t {
   no_such_mailbox,
   bad_options,          // an option out of range (capacity not a power of two, …)
   system_error,         // an unexpected OS failure; the detail names the call and errno
+  too_many_services,    // the bus's registry is full
+  schema_mismatch,      // a service of that name exists with other types or options
+  stopped,              // the server was asked to stop
 };
 
 // The category that makes `Errc` usable as a std::error_code ("shmbus").

@@ -42,6 +42,7 @@ namespace detail {
 class BusCore;
 class Ring;
 struct MailboxAccess;  // tests/support/ring_access.hpp
+struct MailboxFactory;
 }  // namespace detail
 
 // A process of a bus: table slot and the low bits of its generation (never 0).
@@ -245,6 +246,7 @@ class Mailbox {
  private:
   friend class Bus;
   friend struct detail::MailboxAccess;
+  friend struct detail::MailboxFactory;
   Mailbox(std::shared_ptr<detail::BusCore> core, std::shared_ptr<detail::Ring> ring,
           std::string name) noexcept;
   Claim make_claim(std::uint64_t position, std::size_t bytes) noexcept;

@@ -2,7 +2,10 @@
 #pragma once
 
 #include "shmbus/bus.hpp"
+#include "shmbus/client.hpp"
 #include "shmbus/error.hpp"
 #include "shmbus/mailbox.hpp"
 #include "shmbus/message.hpp"
+#include "shmbus/registry.hpp"
+#include "shmbus/server.hpp"
 #include "shmbus/wait.hpp"

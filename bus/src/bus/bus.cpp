@@ -9,6 +9,9 @@
 #include <memory>
 
 #include "bus/bus_core.hpp"
+#include "bus/control.hpp"
+#include "bus/mailbox_factory.hpp"
+#include "server/service_link.hpp"
 #include "process/process_table.hpp"
 #include "ring/ring.hpp"
 #include "segment/header_check.hpp"
@@ -48,12 +51,22 @@ Result<Bus> Bus::create(std::string_view name, CreateOptions options) {
     return fail(Errc::bad_options, "max_processes " + std::to_string(options.max_processes) +
                                        " is outside 1 … 1024");
   }
+  if (options.max_in_flight == 0 || options.max_in_flight > layout::kMaxCallsPerProcess) {
+    return fail(Errc::bad_options, "max_in_flight " + std::to_string(options.max_in_flight) +
+                                       " is outside 1 … 4096");
+  }
+  if (options.max_reply > layout::kMaxReplyBytes) {
+    return fail(Errc::bad_options, "max_reply " + std::to_string(options.max_reply) +
+                                       " is above 1 MiB (send larger replies as loans)");
+  }
+  const detail::ControlOptions control_options{options.max_processes, options.max_in_flight,
+                                               options.max_reply};
   const detail::SegmentSpec spec{
       detail::control_shm_name(name), layout::SegmentKind::control,
-      detail::ProcessTable::segment_size(options.max_processes), options.mode,
+      detail::control_segment_size(control_options), options.mode,
       options.trusted ? std::uint32_t{layout::kSegmentTrusted} : 0u};
   auto control = Segment::create(spec, [&](std::span<std::byte> bytes) {
-    detail::ProcessTable::initialize(bytes, options.max_processes, options.mode);
+    detail::initialize_control(bytes, control_options, options.mode);
   });
   if (!control) {
     Error error = control.error();
@@ -149,50 +162,68 @@ bool Bus::trusted() const noexcept { return core_->trusted(); }
 ProcessRef Bus::self() const noexcept { return core_->table().self(); }
 bool Bus::is_alive(ProcessRef ref) const noexcept { return core_->table().is_alive(ref.value); }
 std::vector<ProcessInfo> Bus::processes() const { return core_->table().snapshot(); }
-std::uint32_t Bus::reclaim_dead() noexcept { return core_->table().reclaim_dead(); }
+std::uint32_t Bus::reclaim_dead() noexcept {
+  auto& core = *core_;
+  return core.table().reclaim_dead([&core](std::uint32_t slot) {
+    detail::CallSlots::sweep(core.control(), core.table(), slot);
+  });
+}
 
 Result<Mailbox> Bus::create_mailbox(std::string_view name, MailboxOptions options) {
   if (auto ok = check_name(name, "mailbox"); !ok) return tl::unexpected(ok.error());
-  auto size = detail::Ring::segment_size(options);
-  if (!size) return tl::unexpected(size.error());
-  const detail::SegmentSpec spec{core_->mailbox_shm_name(name), layout::SegmentKind::mailbox,
-                                 *size, core_->table().segment_mode(), 0};
-  auto segment = Segment::create(
-      spec, [&](std::span<std::byte> bytes) { detail::Ring::initialize(bytes, options); });
-  if (!segment) {
-    Error error = segment.error();
-    if (error.code == Errc::bus_exists) {
-      error.detail = "mailbox '" + std::string(name) + "' already exists on bus '" + core_->name() + "'";
-    }
-    return tl::unexpected(error);
+  auto mailbox =
+      detail::MailboxFactory::create(core_, core_->mailbox_shm_name(name), std::string(name), options);
+  if (!mailbox && mailbox.error().code == Errc::bus_exists) {
+    return fail(Errc::bus_exists,
+                "mailbox '" + std::string(name) + "' already exists on bus '" + core_->name() + "'");
   }
-  auto ring = detail::Ring::open(std::move(*segment), core_->table(), core_);
-  if (!ring) {
-    (void)Segment::remove(spec.shm_name, Errc::no_such_mailbox);
-    return tl::unexpected(ring.error());
-  }
-  return Mailbox(core_, std::move(*ring), std::string(name));
+  return mailbox;
 }
 
 Result<Mailbox> Bus::open_mailbox(std::string_view name) {
   if (auto ok = check_name(name, "mailbox"); !ok) return tl::unexpected(ok.error());
-  auto segment = Segment::attach(core_->mailbox_shm_name(name), layout::SegmentKind::mailbox,
-                                 deadline_in(std::chrono::seconds(2)), Errc::no_such_mailbox);
-  if (!segment) {
-    Error error = segment.error();
-    if (error.code == Errc::no_such_mailbox) {
-      error.detail = "no mailbox '" + std::string(name) + "' on bus '" + core_->name() + "'";
-    }
-    return tl::unexpected(error);
+  auto mailbox = detail::MailboxFactory::open(core_, core_->mailbox_shm_name(name), std::string(name));
+  if (!mailbox && mailbox.error().code == Errc::no_such_mailbox) {
+    return fail(Errc::no_such_mailbox,
+                "no mailbox '" + std::string(name) + "' on bus '" + core_->name() + "'");
   }
-  auto ring = detail::Ring::open(std::move(*segment), core_->table(), core_);
-  if (!ring) return tl::unexpected(ring.error());
-  return Mailbox(core_, std::move(*ring), std::string(name));
+  return mailbox;
 }
 
 Result<void> Bus::remove_mailbox(std::string_view name) {
   if (auto ok = check_name(name, "mailbox"); !ok) return tl::unexpected(ok.error());
   return Segment::remove(core_->mailbox_shm_name(name), Errc::no_such_mailbox);
+}
+
+}  // namespace shmbus
+
+namespace shmbus {
+
+Result<void> Bus::register_service(std::string_view name, const ServiceOptions& options) {
+  auto index = core_->registry().register_service(core_, name, options);
+  if (!index) return tl::unexpected(index.error());
+  return {};
+}
+
+Result<Service> Bus::service(std::string_view name) {
+  auto link = detail::ServiceLink::open(core_, name);
+  if (!link) return tl::unexpected(link.error());
+  return Service(std::move(*link));
+}
+
+std::vector<ServiceInfo> Bus::services() const {
+  auto infos = core_->registry().snapshot();
+  for (auto& info : infos) {
+    if (auto pool = detail::MailboxFactory::open(core_, detail::pool_shm_name(*core_, info.name),
+                                                 info.name + "~pool")) {
+      info.depth = pool->depth();
+    }
+    if (auto dead = detail::MailboxFactory::open(
+            core_, detail::dead_letter_shm_name(*core_, info.name), info.name + "~dead")) {
+      info.dead_letters = dead->depth();
+    }
+  }
+  return infos;
 }
 
 }  // namespace shmbus

@@ -54,9 +54,18 @@ Result<void> BusCore::join(std::string_view label) {
   if (!control_.same_file(lock_fd_) || !control_.same_file(query_fd_)) {
     return fail(Errc::no_such_bus, where + " was removed (and created again) while attaching");
   }
+  auto view = ControlView::open(control_.bytes());
+  if (!view) {
+    Error error = view.error();
+    error.detail = where + ": " + error.detail;
+    return tl::unexpected(error);
+  }
+  control_view_.emplace(*view);
   table_.emplace(control_.bytes(), lock_fd_, query_fd_);
   auto joined = table_->join(label);
   if (!joined) return tl::unexpected(joined.error());
+  call_slots_.emplace(*control_view_, *table_);
+  registry_.emplace(*control_view_, *table_);
   return {};
 }
 

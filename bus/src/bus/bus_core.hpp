@@ -5,7 +5,10 @@
 #include <optional>
 #include <string>
 
+#include "bus/control.hpp"
+#include "calls/call_slots.hpp"
 #include "process/process_table.hpp"
+#include "registry/registry.hpp"
 #include "segment/segment.hpp"
 
 namespace shmbus::detail {
@@ -22,6 +25,9 @@ class BusCore {
 
   [[nodiscard]] const std::string& name() const noexcept { return name_; }
   [[nodiscard]] ProcessTable& table() noexcept { return *table_; }
+  [[nodiscard]] const ControlView& control() const noexcept { return *control_view_; }
+  [[nodiscard]] CallSlots& call_slots() noexcept { return *call_slots_; }
+  [[nodiscard]] Registry& registry() noexcept { return *registry_; }
   [[nodiscard]] bool trusted() const noexcept;
   [[nodiscard]] std::string mailbox_shm_name(std::string_view mailbox) const;
 
@@ -32,6 +38,9 @@ class BusCore {
   int query_fd_ = -1;
   std::uint32_t joined_epoch_ = 0;  // fork_epoch() when joined
   std::optional<ProcessTable> table_;
+  std::optional<ControlView> control_view_;
+  std::optional<CallSlots> call_slots_;
+  std::optional<Registry> registry_;
 };
 
 // "shmbus.<bus>": the control segment's name under /dev/shm.

@@ -33,6 +33,9 @@ const char* to_string(Errc e) noexcept {
     SHMBUS_ERRC_NAME(no_such_mailbox)
     SHMBUS_ERRC_NAME(bad_options)
     SHMBUS_ERRC_NAME(system_error)
+    SHMBUS_ERRC_NAME(too_many_services)
+    SHMBUS_ERRC_NAME(schema_mismatch)
+    SHMBUS_ERRC_NAME(stopped)
 #undef SHMBUS_ERRC_NAME
   }
   return "unknown_error";
@@ -68,6 +71,9 @@ const char* describe(Errc e) noexcept {
     case Errc::no_such_mailbox: return "no such mailbox";
     case Errc::bad_options: return "an option is out of range";
     case Errc::system_error: return "an operating-system call failed";
+    case Errc::too_many_services: return "the bus's registry has no free service entry";
+    case Errc::schema_mismatch: return "a service of that name is registered with other types";
+    case Errc::stopped: return "the server was asked to stop";
   }
   return "unknown shmbus error";
 }

@@ -90,6 +90,15 @@ void ProcessTable::leave() noexcept {
   self_ = ProcessRef{};
 }
 
+bool ProcessTable::is_attached(std::uint32_t ref) const noexcept {
+  const std::uint32_t i = layout::ref_slot(ref);
+  if (ref == 0 || i >= capacity_) return false;
+  const std::uint64_t state = load_acquire(slots_[i].state);
+  return layout::slot_state_of(state) == SlotState::live &&
+         (layout::slot_generation(state) & ((1u << layout::kGenerationBits) - 1)) ==
+             layout::ref_generation_bits(ref);
+}
+
 bool ProcessTable::is_alive(std::uint32_t ref) const noexcept {
   const std::uint32_t i = layout::ref_slot(ref);
   if (ref == 0 || i >= capacity_) return false;
@@ -103,17 +112,23 @@ bool ProcessTable::is_alive(std::uint32_t ref) const noexcept {
   return ofd_is_locked(query_fd_, i);
 }
 
-std::uint32_t ProcessTable::reclaim_dead() noexcept {
+std::uint32_t ProcessTable::reclaim_dead(const std::function<void(std::uint32_t)>& on_reclaimed) noexcept {
   std::uint32_t reclaimed = 0;
   for (std::uint32_t i = 0; i < capacity_; ++i) {
     std::uint64_t state = load_acquire(slots_[i].state);
     if (layout::slot_state_of(state) != SlotState::live) continue;
     if (ofd_is_locked(query_fd_, i)) continue;
+    // Hold the dead slot's lock byte while we clean up after it, so no new
+    // process joins the slot (and starts using what we sweep) meanwhile.
+    const bool locked = lock_fd_ >= 0 && ofd_try_lock(lock_fd_, i);
+    if (lock_fd_ >= 0 && !locked) continue;  // a joiner holds it: it reclaims
     const std::uint64_t freed = layout::slot_state(layout::slot_generation(state), SlotState::free);
     if (compare_exchange(slots_[i].state, state, freed)) {
       fetch_add(header_->reclaimed, std::uint64_t{1});
       ++reclaimed;
+      if (on_reclaimed) on_reclaimed(i);
     }
+    if (locked) ofd_unlock(lock_fd_, i);
   }
   return reclaimed;
 }

@@ -7,6 +7,7 @@
 #pragma once
 
 #include <cstdint>
+#include <functional>
 #include <span>
 #include <string_view>
 #include <vector>
@@ -37,7 +38,13 @@ class ProcessTable {
   void leave() noexcept;
 
   [[nodiscard]] bool is_alive(std::uint32_t ref) const noexcept;
-  [[nodiscard]] std::uint32_t reclaim_dead() noexcept;
+  // Whether `ref`'s slot still holds that process, from memory alone (no
+  // system call): false once the slot was reclaimed or left; a dead process
+  // whose slot nobody reclaimed yet still counts as attached.
+  [[nodiscard]] bool is_attached(std::uint32_t ref) const noexcept;
+  // Frees the slots of dead processes, calling `on_reclaimed(slot)` for each
+  // while holding its lock byte (no new process can join it meanwhile).
+  std::uint32_t reclaim_dead(const std::function<void(std::uint32_t)>& on_reclaimed = {}) noexcept;
   // Whether any slot's lock byte is held by a live process (one system call).
   [[nodiscard]] bool any_locked() const noexcept;
   [[nodiscard]] std::vector<ProcessInfo> snapshot() const;

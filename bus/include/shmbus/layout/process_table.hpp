@@ -7,6 +7,7 @@
 //   0      SegmentHeader                                  128 bytes
 //   128    ProcessTableHeader                             128 bytes
 //   256    ProcessSlot[capacity]                          64 bytes each
+//   …      the registry and the call slots: see control.hpp
 //
 // ProcessSlot (one cache line; only its holder writes it, except `state`):
 //
@@ -58,7 +59,13 @@ struct ProcessTableHeader {
   std::uint32_t segment_mode;    // permission bits of every segment of the bus
   std::uint64_t slots_offset;    // from the segment start
   std::uint64_t reclaimed;       // dead slots reclaimed (counter; fetch_add)
-  std::uint8_t reserved[104];
+  std::uint64_t registry_offset; // layout/registry.hpp; see control.hpp
+  std::uint64_t calls_offset;    // layout/calls.hpp
+  std::uint32_t calls_per_process;
+  std::uint32_t call_stride;     // sizeof(CallSlotHeader) + max_reply, rounded to kCacheLine
+  std::uint32_t max_reply;       // reply bytes a call slot holds
+  std::uint32_t reserved0;
+  std::uint8_t reserved[72];
 };
 
 struct ProcessSlot {

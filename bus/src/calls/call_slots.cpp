@@ -1,0 +1,85 @@
+#include "calls/call_slots.hpp"
+
+#include "shmbus/detail/atomic.hpp"
+
+namespace shmbus::detail {
+
+using layout::CallState;
+
+CallSlots::CallSlots(const ControlView& view, ProcessTable& table)
+    : view_(view),
+      table_(table),
+      process_slot_(layout::ref_slot(table.self().value)),
+      count_(view.calls_per_process()),
+      in_use_(new std::atomic<std::uint8_t>[view.calls_per_process()]()) {
+  sweep(view, table, process_slot_);
+}
+
+void CallSlots::sweep(const ControlView& view, const ProcessTable& table,
+                      std::uint32_t process) noexcept {
+  for (std::uint32_t i = 0; i < view.calls_per_process(); ++i) {
+    auto& s = view.call_slot(process, i);
+    std::uint64_t control = load_acquire(s.control);
+    const CallState state = layout::call_state(control);
+    if (state == CallState::free) continue;
+    const bool server_may_write = state == CallState::taken || state == CallState::abandoned;
+    if (server_may_write && table.is_alive(layout::call_who(control))) continue;
+    const std::uint64_t freed = layout::call_control(
+        CallState::free, 0, (layout::call_generation(control) + 1) & layout::kCallGenerationMask);
+    if (!compare_exchange(s.control, control, freed)) continue;  // a server decided first
+    const std::uint32_t service = load_relaxed(s.service);
+    if (service == 0 || service > layout::kMaxServices) continue;
+    auto& retired = view.service(service - 1).counters.retired;
+    // A withdrawn request is counted by the server that reaches its record.
+    if (state == CallState::replied) {
+      fetch_add(retired.caller_gone, std::uint64_t{1}, std::memory_order_relaxed);
+      fetch_add(retired.late_replies, std::uint64_t{1}, std::memory_order_relaxed);
+    }
+  }
+}
+
+Expected<CallTicket> CallSlots::acquire() noexcept {
+  const std::uint32_t start = hint_.fetch_add(1, std::memory_order_relaxed);
+  for (std::uint32_t n = 0; n < count_; ++n) {
+    const std::uint32_t index = (start + n) % count_;
+    std::uint8_t expected = 0;
+    if (!in_use_[index].compare_exchange_strong(expected, 1, std::memory_order_acquire)) continue;
+    std::uint64_t generation = 0;
+    if (recycle(index, generation)) return CallTicket{index, generation};
+    in_use_[index].store(0, std::memory_order_release);
+  }
+  return tl::unexpected(Errc::too_many_in_flight);
+}
+
+bool CallSlots::recycle(std::uint32_t index, std::uint64_t& generation) noexcept {
+  auto& s = slot(index);
+  std::uint64_t control = load_acquire(s.control);
+  for (;;) {
+    const CallState state = layout::call_state(control);
+    generation = layout::call_generation(control);
+    if (state == CallState::free) return true;
+    const bool server_may_write = state == CallState::taken || state == CallState::abandoned;
+    if (server_may_write && table_.is_alive(layout::call_who(control))) return false;
+    // Left by a dead owner of our process slot, or by a server that died:
+    // nobody can still write it. A server racing us for a PENDING one wins
+    // or loses on this CAS.
+    const std::uint64_t freed = layout::call_control(CallState::free, 0, generation + 1);
+    if (compare_exchange(s.control, control, freed)) {
+      generation = (generation + 1) & layout::kCallGenerationMask;
+      return true;
+    }
+  }
+}
+
+void CallSlots::free(CallTicket ticket) noexcept {
+  // release: the next call's writes to the slot cannot be seen before this.
+  store_release(slot(ticket.index).control,
+                layout::call_control(CallState::free, 0, ticket.generation + 1));
+  in_use_[ticket.index].store(0, std::memory_order_release);
+}
+
+void CallSlots::forget(std::uint32_t index) noexcept {
+  in_use_[index].store(0, std::memory_order_release);
+}
+
+}  // namespace shmbus::detail

@@ -1,0 +1,292 @@
+// client.cpp — the caller's side of layout/calls.hpp: send a request, then
+// decide the outcome from the call slot, racing the server by CAS only.
+#include "shmbus/client.hpp"
+
+#include <cstring>
+
+#include "bus/mailbox_factory.hpp"
+#include "server/service_link.hpp"
+#include "shmbus/detail/atomic.hpp"
+#include "shmbus/detail/test_hook.hpp"
+#include "wait/futex.hpp"
+
+namespace shmbus {
+
+using namespace detail;  // the shared-word helpers of detail/atomic.hpp
+using detail::CallTicket;
+using detail::ServiceLink;
+using layout::CallState;
+
+namespace detail {
+
+Result<std::shared_ptr<ServiceLink>> ServiceLink::open(std::shared_ptr<BusCore> core,
+                                                       std::string_view name) {
+  auto index = core->registry().find(name);
+  if (!index) {
+    return fail(Errc::no_such_service,
+                "no service '" + std::string(name) + "' on bus '" + core->name() + "'");
+  }
+  auto pool = MailboxFactory::open(core, pool_shm_name(*core, name), std::string(name) + "~pool");
+  if (!pool) return tl::unexpected(pool.error());
+  auto link = std::make_shared<ServiceLink>(core, *index, std::string(name), std::move(*pool));
+  std::memcpy(link->request_identifier.data(),
+              core->registry().entry(*index).identity.request_identifier, 4);
+  link->trusted = core->trusted();
+  return link;
+}
+
+bool ServiceLink::has_request_identifier(std::span<const std::byte> payload) const noexcept {
+  if (request_identifier == std::array<char, 4>{}) return true;
+  return payload.size() >= 8 && std::memcmp(payload.data() + 4, request_identifier.data(), 4) == 0;
+}
+
+}  // namespace detail
+
+namespace {
+
+std::uint64_t to_ns(Deadline d) noexcept {
+  if (d == Deadline::max()) return ~std::uint64_t{0};
+  const auto ns = std::chrono::duration_cast<std::chrono::nanoseconds>(d.time_since_epoch()).count();
+  return ns < 0 ? 0 : static_cast<std::uint64_t>(ns);
+}
+
+const std::uint32_t* futex_word(const layout::CallSlotHeader& slot) noexcept {
+  // The control word's low half (little-endian): every state change moves it.
+  return reinterpret_cast<const std::uint32_t*>(&slot.control);
+}
+
+}  // namespace
+
+// ---- Service ----
+
+const std::string& Service::name() const noexcept { return link_->name; }
+std::uint64_t Service::depth() const noexcept { return link_->pool.depth(); }
+
+Expected<PendingCall> Service::send_request(std::span<const std::byte> request,
+                                            CallOptions options) noexcept {
+  ServiceLink& link = *link_;
+  auto refuse = [&](Errc e) -> Expected<PendingCall> {
+    link.core->registry().count_outcome(link.index, e);
+    return tl::unexpected(e);
+  };
+  if (!link.has_request_identifier(request)) return refuse(Errc::bad_message);
+  auto ticket = link.core->call_slots().acquire();
+  if (!ticket) return refuse(ticket.error());
+  auto& slot = link.core->call_slots().slot(ticket->index);
+  store_relaxed(slot.deadline_ns, to_ns(options.deadline));
+  store_relaxed(slot.service, link.index + 1);
+  // Ordered before the request's commit (a seq_cst CAS) that publishes it.
+  store_relaxed(slot.control, layout::call_control(CallState::pending, 0, ticket->generation));
+  auto claim = options.deadline <= Clock::now()
+                   ? link.pool.try_claim(request.size())
+                   : link.pool.claim(request.size(), options.deadline, options.mode);
+  if (!claim) {
+    link.core->call_slots().free(*ticket);  // no record names the slot
+    return refuse(claim.error());
+  }
+  std::memcpy(claim->payload().data(), request.data(), request.size());
+  claim->set_type(static_cast<std::uint16_t>(layout::MessageKind::call));
+  claim->set_correlation(layout::call_correlation(ticket->index, ticket->generation));
+  claim->commit();
+  return PendingCall(link_, ticket->index, ticket->generation, options);
+}
+
+Expected<Reply> Service::call(std::span<const std::byte> request, CallOptions options) noexcept {
+  auto pending = send_request(request, options);
+  if (!pending) return tl::unexpected(pending.error());
+  return pending->wait();
+}
+
+Expected<void> Service::cast(std::span<const std::byte> message, CastOptions options) noexcept {
+  ServiceLink& link = *link_;
+  auto refuse = [&](Errc e) -> Expected<void> {
+    link.core->registry().count_outcome(link.index, e);
+    return tl::unexpected(e);
+  };
+  if (!link.has_request_identifier(message)) return refuse(Errc::bad_message);
+  const SendOptions send{static_cast<std::uint16_t>(layout::MessageKind::cast), 0};
+  auto sent = options.deadline <= Clock::now()
+                  ? link.pool.try_send(message, send)
+                  : link.pool.send(message, options.deadline, send, options.mode);
+  if (!sent) return refuse(sent.error());
+  return {};
+}
+
+// ---- PendingCall ----
+
+PendingCall::PendingCall(std::shared_ptr<ServiceLink> link, std::uint32_t index,
+                         std::uint64_t generation, CallOptions options) noexcept
+    : link_(std::move(link)),
+      index_(index),
+      generation_(generation),
+      deadline_(options.deadline),
+      mode_(options.mode) {}
+
+PendingCall::PendingCall(PendingCall&& other) noexcept
+    : link_(std::move(other.link_)),
+      index_(other.index_),
+      generation_(other.generation_),
+      deadline_(other.deadline_),
+      mode_(other.mode_),
+      finished_(other.finished_),
+      outcome_(other.outcome_) {
+  other.finished_ = true;
+}
+
+PendingCall& PendingCall::operator=(PendingCall&& other) noexcept {
+  if (this != &other) {
+    if (!finished_ && link_) (void)cancel();
+    link_ = std::move(other.link_);
+    index_ = other.index_;
+    generation_ = other.generation_;
+    deadline_ = other.deadline_;
+    mode_ = other.mode_;
+    finished_ = other.finished_;
+    outcome_ = other.outcome_;
+    other.finished_ = true;
+  }
+  return *this;
+}
+
+PendingCall::~PendingCall() {
+  if (!finished_ && link_) (void)cancel();
+}
+
+Expected<Reply> PendingCall::poll() noexcept {
+  if (finished_) return tl::unexpected(outcome_);
+  return step(false, true);
+}
+
+Expected<Reply> PendingCall::cancel() noexcept {
+  if (finished_) return tl::unexpected(outcome_);
+  return step(true, true);
+}
+
+Expected<Reply> PendingCall::step(bool give_up, bool check_taker) noexcept {
+  auto& slots = link_->core->call_slots();
+  auto& slot = slots.slot(index_);
+  const CallTicket ticket{index_, generation_};
+  auto finish = [&](Errc outcome, bool free_slot) -> Expected<Reply> {
+    if (free_slot) slots.free(ticket);
+    finished_ = true;
+    outcome_ = outcome;
+    link_->core->registry().count_outcome(link_->index, outcome);
+    return tl::unexpected(outcome);
+  };
+  std::uint64_t control = load_acquire(slot.control);
+  for (;;) {
+    if (layout::call_generation(control) != generation_) return finish(Errc::server_crashed, false);
+    switch (layout::call_state(control)) {
+      case CallState::replied: {
+        // acquire (above): pairs with the server's REPLIED CAS; length and bytes are final.
+        const std::uint32_t length = load_relaxed(slot.length);
+        if (length > slots.max_reply()) return finish(Errc::bad_message, true);
+        finished_ = true;
+        return Reply(link_, index_, generation_, {slots.reply_area(index_), length});
+      }
+      case CallState::expired: return finish(Errc::timeout_not_started, true);
+      case CallState::failed: {
+        const auto code = static_cast<Errc>(layout::call_who(control));
+        const bool known = code == Errc::bad_message || code == Errc::record_too_large;
+        return finish(known ? code : Errc::bad_message, true);
+      }
+      case CallState::pending: {
+        if (!give_up) return tl::unexpected(Errc::empty);
+        const std::uint64_t freed = layout::call_control(CallState::free, 0, generation_ + 1);
+        if (compare_exchange(slot.control, control, freed)) {
+          slots.forget(index_);
+          return finish(Errc::timeout_not_started, false);
+        }
+        continue;  // a server decided first: `control` holds its word
+      }
+      case CallState::taken: {
+        if (check_taker && !slots.table().is_alive(layout::call_who(control))) {
+          const std::uint64_t freed = layout::call_control(CallState::free, 0, generation_ + 1);
+          if (compare_exchange(slot.control, control, freed)) {
+            slots.forget(index_);
+            return finish(Errc::server_crashed, false);
+          }
+          continue;
+        }
+        if (!give_up) return tl::unexpected(Errc::empty);
+        const std::uint64_t abandoned =
+            layout::call_control(CallState::abandoned, layout::call_who(control), generation_);
+        if (compare_exchange(slot.control, control, abandoned)) {
+          slots.forget(index_);  // its server frees it, or acquire() once it is dead
+          return finish(Errc::timeout_in_progress, false);
+        }
+        continue;
+      }
+      default:
+        // free or abandoned with our generation, or a word nobody writes:
+        // another process wrote what it must not. The call is lost to us.
+        slots.forget(index_);
+        return finish(Errc::server_crashed, false);
+    }
+  }
+}
+
+Expected<Reply> PendingCall::wait() noexcept {
+  if (finished_) return tl::unexpected(outcome_);
+  auto& slot = link_->core->call_slots().slot(index_);
+  Deadline next_check = Clock::now() + kParkRecheckInterval;
+  bool check_taker = false;
+  for (;;) {
+    auto outcome = step(false, check_taker);
+    if (outcome || outcome.error() != Errc::empty) return outcome;
+    const std::uint64_t seen = load_acquire(slot.control);
+    Deadline now = Clock::now();
+    if (now >= deadline_) return step(true, true);
+    check_taker = now >= next_check;
+    if (check_taker) {
+      next_check = now + kParkRecheckInterval;
+      continue;
+    }
+    auto changed = [&] { return load_acquire(slot.control) != seen; };
+    if (mode_ == WaitMode::busy_poll) {
+      for (int i = 0; i < 256 && !changed(); ++i) detail::cpu_relax();
+      continue;
+    }
+    if (mode_ == WaitMode::spin_then_park && detail::spin_until(changed)) continue;
+    // Dekker with the server: count ourselves, then re-check (both seq_cst).
+    fetch_add(slot.waiters, std::uint32_t{1});
+    const std::uint64_t again = load_seq_cst(slot.control);
+    if (again == seen) {
+      detail::futex_wait(futex_word(slot), static_cast<std::uint32_t>(seen),
+                         std::min(deadline_, next_check));
+    }
+    fetch_sub(slot.waiters, std::uint32_t{1});
+  }
+}
+
+// ---- Reply ----
+
+Reply::Reply(std::shared_ptr<ServiceLink> link, std::uint32_t index, std::uint64_t generation,
+             std::span<const std::byte> payload) noexcept
+    : link_(std::move(link)), index_(index), generation_(generation), payload_(payload),
+      trusted_(link_->trusted) {}
+
+Reply::Reply(Reply&& other) noexcept
+    : link_(std::move(other.link_)),
+      index_(other.index_),
+      generation_(other.generation_),
+      payload_(other.payload_),
+      trusted_(other.trusted_) {}
+
+Reply& Reply::operator=(Reply&& other) noexcept {
+  if (this != &other) {
+    if (link_) link_->core->call_slots().free({index_, generation_});
+    link_ = std::move(other.link_);
+    index_ = other.index_;
+    generation_ = other.generation_;
+    payload_ = other.payload_;
+    trusted_ = other.trusted_;
+  }
+  return *this;
+}
+
+Reply::~Reply() {
+  if (link_) link_->core->call_slots().free({index_, generation_});
+}
+
+}  // namespace shmbus

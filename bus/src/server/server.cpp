@@ -1,0 +1,261 @@
+// server.cpp — the server's side of layout/calls.hpp and the receive loop.
+#include "shmbus/server.hpp"
+
+#include <bit>
+#include <climits>
+#include <cstring>
+#include <optional>
+
+#include "bus/mailbox_factory.hpp"
+#include "server/service_link.hpp"
+#include "shmbus/detail/atomic.hpp"
+#include "shmbus/detail/test_hook.hpp"
+#include "wait/futex.hpp"
+
+namespace shmbus {
+
+using namespace detail;  // the shared-word helpers of detail/atomic.hpp
+using layout::CallState;
+
+struct Server::State {
+  std::shared_ptr<detail::ServiceLink> link;
+  std::optional<Receiver> receiver;
+  std::optional<Mailbox> dead_letters;
+  std::uint32_t entry = 0;  // our ServerEntry in the registry
+  ServiceSchema schema;     // the verifiers of this process's handler
+  std::uint32_t max_deliveries = 3;
+  MessageBuffer scratch;
+  std::atomic<bool> stop_requested{false};
+
+  [[nodiscard]] detail::BusCore& core() const noexcept { return *link->core; }
+  [[nodiscard]] layout::ServerCounters& counters() const noexcept {
+    return core().registry().server_counters(link->index, entry);
+  }
+};
+
+namespace {
+
+void count(std::uint64_t& counter, std::uint64_t n = 1) noexcept {
+  detail::fetch_add(counter, n, std::memory_order_relaxed);  // one writer: this server
+}
+
+void wake_caller(layout::CallSlotHeader& slot) noexcept {
+  // seq_cst: after our CAS on control (Dekker with the caller's waiters++).
+  if (detail::load_seq_cst(slot.waiters) != 0) {
+    detail::futex_wake(reinterpret_cast<const std::uint32_t*>(&slot.control), INT_MAX);
+  }
+}
+
+std::uint64_t now_ns() noexcept {
+  return static_cast<std::uint64_t>(
+      std::chrono::duration_cast<std::chrono::nanoseconds>(Clock::now().time_since_epoch()).count());
+}
+
+void record_latency(layout::ServerCounters& counters, std::uint64_t ns) noexcept {
+  const std::uint64_t micros = ns / 1000;
+  const auto bucket = std::min<std::size_t>(std::bit_width(micros), layout::kLatencyBuckets - 1);
+  count(counters.latency[bucket]);
+  count(counters.busy_ns, ns);
+}
+
+}  // namespace
+
+Expected<void> ReplyWriter::assign(std::span<const std::byte> bytes) noexcept {
+  if (bytes.size() > area_.size()) {
+    length_ = bytes.size();  // marks the reply too large for the caller
+    return tl::unexpected(Errc::record_too_large);
+  }
+  std::memcpy(area_.data(), bytes.data(), bytes.size());
+  length_ = bytes.size();
+  return {};
+}
+
+Result<Server> Server::start(Bus& bus, std::string_view service, const ServiceOptions& options) {
+  auto& core = bus.core_;
+  auto index = core->registry().register_service(core, service, options);
+  if (!index) return tl::unexpected(index.error());
+  auto link = detail::ServiceLink::open(core, service);
+  if (!link) return tl::unexpected(link.error());
+  auto dead = detail::MailboxFactory::open(core, detail::dead_letter_shm_name(*core, service),
+                                           std::string(service) + "~dead");
+  if (!dead) return tl::unexpected(dead.error());
+  auto receiver = (*link)->pool.receiver();
+  if (!receiver) return tl::unexpected(receiver.error());
+  auto entry = core->registry().join(*index);
+  if (!entry) return tl::unexpected(entry.error());
+  auto state = std::make_unique<State>();
+  state->link = std::move(*link);
+  state->receiver.emplace(std::move(*receiver));
+  state->dead_letters.emplace(std::move(*dead));
+  state->entry = *entry;
+  state->schema = options.schema;
+  state->max_deliveries = options.max_deliveries;
+  return Server(std::move(state));
+}
+
+Server::Server(std::unique_ptr<State> state) noexcept : state_(std::move(state)) {}
+Server::Server(Server&&) noexcept = default;
+
+Server::~Server() {
+  if (!state_) return;
+  state_->receiver.reset();  // frees our consumer entry first: nothing is held
+  state_->core().registry().leave(state_->link->index, state_->entry);
+}
+
+const std::string& Server::service() const noexcept { return state_->link->name; }
+
+ServerCounters Server::counters() const noexcept {
+  return detail::read_counters(state_->counters());
+}
+
+void Server::stop() noexcept { state_->stop_requested.store(true, std::memory_order_relaxed); }
+
+Expected<void> Server::serve(Handler& handler, ServeOptions options) noexcept {
+  while (!state_->stop_requested.load(std::memory_order_relaxed)) {
+    (void)serve_one(handler, Clock::now() + kParkRecheckInterval, options.mode);
+  }
+  state_->core().registry().set_leaving(state_->link->index, state_->entry);
+  return tl::unexpected(Errc::stopped);
+}
+
+bool Server::serve_one(Handler& handler, Deadline deadline, WaitMode mode) noexcept {
+  auto delivery = state_->receiver->receive(deadline, mode);
+  if (!delivery) return false;
+  handle(handler, *delivery);
+  delivery->done();
+  return true;
+}
+
+void Server::handle(Handler& handler, Delivery& delivery) noexcept {
+  const RecordInfo& info = delivery.info();
+  if (info.redelivered) count(state_->counters().redelivered);
+  switch (static_cast<layout::MessageKind>(info.type)) {
+    case layout::MessageKind::call: return handle_call(handler, delivery);
+    case layout::MessageKind::cast: return handle_cast(handler, delivery);
+  }
+  count(state_->counters().bad_messages);  // a record no client of ours writes
+  delivery.count_bad_message();
+}
+
+namespace {
+
+// The request's bytes, verified against the service's types: a private copy
+// when verified, the ring's bytes when the service is untyped or the bus
+// trusted. Empty optional: bad_message.
+std::optional<std::span<const std::byte>> checked_payload(const detail::ServiceLink& link,
+                                                          const ServiceSchema& schema,
+                                                          MessageBuffer& scratch,
+                                                          std::span<const std::byte> payload) {
+  if (!link.has_request_identifier(payload)) return std::nullopt;
+  if (link.trusted || schema.verify_request == nullptr) return payload;
+  const auto copy = scratch.assign(payload);
+  if (!schema.verify_request(copy)) return std::nullopt;
+  return copy;
+}
+
+}  // namespace
+
+void Server::handle_cast(Handler& handler, Delivery& delivery) noexcept {
+  State& s = *state_;
+  const RecordInfo& info = delivery.info();
+  if (info.deliveries > s.max_deliveries) {
+    // max_deliveries servers died running it: park it where a person looks.
+    auto moved = s.dead_letters->try_send(delivery.payload(), {info.type, info.correlation});
+    count(moved ? s.counters().dead_lettered : s.counters().dead_letters_dropped);
+    return;
+  }
+  auto payload = checked_payload(*s.link, s.schema, s.scratch, delivery.payload());
+  if (!payload) {
+    count(s.counters().bad_messages);
+    delivery.count_bad_message();
+    return;
+  }
+  const Request request(*payload, info);
+  const std::uint64_t start = now_ns();
+  SHMBUS_TEST_HOOK(server_in_cast);
+  handler.handle_cast(request);
+  record_latency(s.counters(), now_ns() - start);
+  count(s.counters().casts);
+}
+
+void Server::handle_call(Handler& handler, Delivery& delivery) noexcept {
+  State& s = *state_;
+  const RecordInfo& info = delivery.info();
+  const detail::ControlView& view = s.core().control();
+  const std::uint32_t caller = info.sender.value;
+  const std::uint32_t index = layout::correlation_index(info.correlation);
+  const std::uint64_t generation = layout::correlation_generation(info.correlation);
+  if (layout::ref_slot(caller) >= view.max_processes() || index >= view.calls_per_process()) {
+    count(s.counters().bad_messages);  // names no call slot: forged or torn
+    delivery.count_bad_message();
+    return;
+  }
+  auto& slot = view.call_slot(layout::ref_slot(caller), index);
+  const std::uint64_t pending = layout::call_control(CallState::pending, 0, generation);
+  std::uint64_t control = pending;
+  auto skipped = [&] {
+    // Decided without us: cancelled at its deadline, taken by a server that
+    // died (its caller got server_crashed), or its caller is gone.
+    auto& counters = s.counters();
+    count(s.core().table().is_alive(caller) ? counters.expired_skipped : counters.caller_gone);
+  };
+  if (load_acquire(slot.control) != pending) return skipped();
+  const std::uint64_t start = now_ns();
+  if (start > load_relaxed(slot.deadline_ns)) {
+    if (!compare_exchange(slot.control, control,
+                          layout::call_control(CallState::expired, 0, generation))) {
+      return skipped();
+    }
+    count(s.counters().expired_skipped);
+    return wake_caller(slot);
+  }
+  auto payload = checked_payload(*s.link, s.schema, s.scratch, delivery.payload());
+  if (!payload) {
+    count(s.counters().bad_messages);
+    delivery.count_bad_message();
+    const auto refused = layout::call_control(
+        CallState::failed, static_cast<std::uint32_t>(Errc::bad_message), generation);
+    if (compare_exchange(slot.control, control, refused)) wake_caller(slot);
+    return;
+  }
+  const std::uint32_t self = s.core().table().self().value;
+  const std::uint64_t taken = layout::call_control(CallState::taken, self, generation);
+  if (!compare_exchange(slot.control, control, taken)) return skipped();
+  SHMBUS_TEST_HOOK(server_after_take);
+  const Request request(*payload, info);
+  ReplyWriter writer({view.reply_area(slot), view.max_reply()});
+  handler.handle_call(request, writer);
+  SHMBUS_TEST_HOOK(server_before_reply);
+  record_latency(s.counters(), now_ns() - start);
+  count(s.counters().calls);
+  std::uint64_t outcome = layout::call_control(CallState::replied, 0, generation);
+  if (writer.length_ > view.max_reply()) {
+    count(s.counters().replies_too_large);
+    outcome = layout::call_control(CallState::failed,
+                                   static_cast<std::uint32_t>(Errc::record_too_large), generation);
+  } else {
+    store_relaxed(slot.length, static_cast<std::uint32_t>(writer.length_));
+  }
+  control = taken;
+  // seq_cst CAS: publishes length and reply bytes to the caller's acquire load.
+  if (compare_exchange(slot.control, control, outcome)) {
+    if (writer.length_ <= view.max_reply()) count(s.counters().replies);
+    wake_caller(slot);
+    if (!s.core().table().is_attached(caller)) {
+      // Its caller died and was reclaimed while we ran: nobody reads this.
+      count(s.counters().late_replies);
+      count(s.counters().caller_gone);
+      control = outcome;
+      (void)compare_exchange(slot.control, control,
+                             layout::call_control(CallState::free, 0, generation + 1));
+    }
+    return;
+  }
+  // ABANDONED: the caller returned timeout_in_progress at its deadline. The
+  // slot is ours until we free it; its caller's allocator waits for that.
+  count(s.counters().late_replies);
+  (void)compare_exchange(slot.control, control,
+                         layout::call_control(CallState::free, 0, generation + 1));
+}
+
+}  // namespace shmbus

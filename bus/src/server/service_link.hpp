@@ -1,0 +1,39 @@
+// service_link.hpp — what a client handle or a server knows of one service:
+// its registry entry, its pool mailbox, and the limits it checks before
+// sending. Shared by Service, PendingCall and Reply, so none of them can
+// outlive the mappings it points into.
+#pragma once
+
+#include <array>
+#include <cstdint>
+#include <memory>
+#include <string>
+
+#include "bus/bus_core.hpp"
+#include "shmbus/mailbox.hpp"
+
+namespace shmbus::detail {
+
+struct ServiceLink {
+  ServiceLink(std::shared_ptr<BusCore> core_in, std::uint32_t index_in, std::string name_in,
+              Mailbox pool_in) noexcept
+      : core(std::move(core_in)), index(index_in), name(std::move(name_in)), pool(std::move(pool_in)) {}
+
+  std::shared_ptr<BusCore> core;
+  std::uint32_t index = 0;  // registry entry
+  std::string name;
+  Mailbox pool;
+  std::array<char, 4> request_identifier{};  // zeros: any payload
+  bool trusted = false;
+
+  // Opens the pool mailbox of the live service `name`. Fails with
+  // no_such_service, or like Bus::open_mailbox.
+  [[nodiscard]] static Result<std::shared_ptr<ServiceLink>> open(std::shared_ptr<BusCore> core,
+                                                                 std::string_view name);
+
+  // Whether `payload` carries the service's request identifier (FlatBuffers
+  // bytes 4..7), when the service has one.
+  [[nodiscard]] bool has_request_identifier(std::span<const std::byte> payload) const noexcept;
+};
+
+}  // namespace shmbus::detail

@@ -1,0 +1,91 @@
+// Calls and casts between threads of one process: the call-slot state machine
+// under ThreadSanitizer (servers and callers are threads, the slots and the
+// pool mailbox the same shared memory as between processes).
+#include <gtest/gtest.h>
+
+#include <atomic>
+#include <chrono>
+#include <cstring>
+#include <thread>
+#include <vector>
+
+#include "support/scoped_bus.hpp"
+#include "shmbus/client.hpp"
+#include "shmbus/server.hpp"
+
+namespace shmbus {
+namespace {
+
+using namespace std::chrono_literals;
+
+std::span<const std::byte> bytes_of(const std::uint64_t& value) {
+  return {reinterpret_cast<const std::byte*>(&value), sizeof value};
+}
+
+// Replies with the request + 1; counts casts.
+struct Incrementer : Handler {
+  std::atomic<std::uint64_t> casts{0};
+  void handle_call(const Request& request, ReplyWriter& reply) override {
+    std::uint64_t value = 0;
+    std::memcpy(&value, request.payload().data(), sizeof value);
+    ++value;
+    (void)reply.assign(bytes_of(value));
+  }
+  void handle_cast(const Request&) override { casts.fetch_add(1); }
+};
+
+TEST(CallThreads, EveryCallGetsItsOwnReply) {
+  auto bus = test::ScopedBus::create();
+  auto server = Server::start(bus.bus(), "inc", {});
+  ASSERT_TRUE(server) << server.error().message();
+  Incrementer handler;
+  std::thread serving([&] { (void)server->serve(handler); });
+  auto service = bus->service("inc");
+  ASSERT_TRUE(service) << service.error().message();
+  const long calls = test::scaled(2000);
+  std::vector<std::thread> callers;
+  std::atomic<long> wrong{0};
+  for (int t = 0; t < 4; ++t) {
+    callers.emplace_back([&, t] {
+      for (long i = 0; i < calls; ++i) {
+        const std::uint64_t value = static_cast<std::uint64_t>(t) << 32 | static_cast<std::uint64_t>(i);
+        auto reply = service->call(bytes_of(value), {.deadline = deadline_in(10s)});
+        std::uint64_t got = 0;
+        if (reply && reply->payload().size() == sizeof got) {
+          std::memcpy(&got, reply->payload().data(), sizeof got);
+        }
+        if (!reply || got != value + 1) wrong.fetch_add(1);
+      }
+    });
+  }
+  for (auto& c : callers) c.join();
+  server->stop();
+  serving.join();
+  EXPECT_EQ(wrong.load(), 0);
+  EXPECT_EQ(server->counters().calls, static_cast<std::uint64_t>(4 * calls));
+}
+
+TEST(CallThreads, CastsAreAllHandled) {
+  auto bus = test::ScopedBus::create();
+  auto server = Server::start(bus.bus(), "inc", {});
+  ASSERT_TRUE(server) << server.error().message();
+  Incrementer handler;
+  std::thread serving([&] { (void)server->serve(handler); });
+  auto service = bus->service("inc");
+  ASSERT_TRUE(service);
+  const long casts = test::scaled(5000);
+  for (long i = 0; i < casts; ++i) {
+    const std::uint64_t value = static_cast<std::uint64_t>(i);
+    ASSERT_TRUE(service->cast(bytes_of(value), {.deadline = deadline_in(10s)}));
+  }
+  const auto until = deadline_in(10s);
+  while (handler.casts.load() < static_cast<std::uint64_t>(casts) && Clock::now() < until) {
+    std::this_thread::yield();
+  }
+  server->stop();
+  serving.join();
+  EXPECT_EQ(handler.casts.load(), static_cast<std::uint64_t>(casts));
+}
+
+}  // namespace
+}  // namespace shmbus
