@@ -27,5 +27,7 @@ void say(const std::string& line);
 // Each group returns the role's exit status, or -1 when it does not know the role.
 int run_process_role(const std::string& role, const ChildArgs& args);  // child_roles_process.cpp
 int run_fault_role(const std::string& role, const ChildArgs& args);    // child_roles_fault.cpp
+int run_call_role(const std::string& role, const ChildArgs& args);     // child_roles_calls.cpp
+int run_crash_role(const std::string& role, const ChildArgs& args);    // child_roles_crash.cpp
 
 }  // namespace shmbus::test
