@@ -89,3 +89,64 @@ TEST(CallThreads, CastsAreAllHandled) {
 
 }  // namespace
 }  // namespace shmbus
+
+namespace shmbus {
+namespace {
+
+// Checks that each key's casts arrive in the order sent, one at a time.
+struct KeyOrder : Handler {
+  explicit KeyOrder(std::vector<std::atomic<std::uint64_t>>& next) : next_(next) {}
+  void handle_call(const Request&, ReplyWriter&) override {}
+  void handle_cast(const Request& request) override {
+    std::uint64_t word = 0;
+    std::memcpy(&word, request.payload().data(), sizeof word);
+    const std::uint64_t key = word >> 32, seq = word & 0xffffffff;
+    std::uint64_t expected = seq;
+    if (!next_[key].compare_exchange_strong(expected, seq + 1)) out_of_order.fetch_add(1);
+    handled.fetch_add(1);
+  }
+  std::vector<std::atomic<std::uint64_t>>& next_;
+  std::atomic<std::uint64_t> out_of_order{0};
+  std::atomic<std::uint64_t> handled{0};
+};
+
+TEST(CallThreads, KeyedCastsKeepPerKeyOrderAcrossServersJoiningAndLeaving) {
+  auto bus = test::ScopedBus::create();
+  const ServiceOptions options{.mailbox_capacity = 256, .partitions = 8};
+  constexpr std::uint64_t kKeys = 64;
+  std::vector<std::atomic<std::uint64_t>> next(kKeys);
+  KeyOrder handler(next);
+  auto run_server = [&](std::atomic<bool>& stop) {
+    auto server = Server::start(bus.bus(), "keyed", options);
+    if (!server) return;
+    while (!stop.load()) (void)server->serve_one(handler, deadline_in(5ms));
+  };
+  std::atomic<bool> stop_all{false}, stop_one{false};
+  std::thread steady([&] { run_server(stop_all); });
+  std::thread leaver([&] { run_server(stop_one); });
+  ASSERT_TRUE(bus->register_service("keyed", options));
+  auto service = bus->service("keyed");
+  ASSERT_TRUE(service) << service.error().message();
+  const long rounds = test::scaled(200);
+  std::thread joiner;
+  for (long seq = 0; seq < rounds; ++seq) {
+    if (seq == rounds / 3) stop_one.store(true);
+    if (seq == rounds / 2) joiner = std::thread([&] { run_server(stop_all); });
+    for (std::uint64_t key = 0; key < kKeys; ++key) {
+      const std::uint64_t word = key << 32 | static_cast<std::uint64_t>(seq);
+      ASSERT_TRUE(service->cast(bytes_of(word), {.deadline = deadline_in(10s), .key = key}));
+    }
+  }
+  const auto total = static_cast<std::uint64_t>(rounds) * kKeys;
+  const auto until = deadline_in(20s);
+  while (handler.handled.load() < total && Clock::now() < until) std::this_thread::yield();
+  stop_all.store(true);
+  steady.join();
+  leaver.join();
+  joiner.join();
+  EXPECT_EQ(handler.handled.load(), total);
+  EXPECT_EQ(handler.out_of_order.load(), 0u);
+}
+
+}  // namespace
+}  // namespace shmbus

@@ -24,6 +24,7 @@
 //                        reply exceeds the bus's max_reply
 //   mailbox_full         no room before the deadline (or at once, fail-now)
 //   too_many_in_flight   this process's call slots are all in use
+//   bad_options          a key for a service without partitions
 // The decision between "taken by a server" and "given up at the deadline" is
 // one CAS (layout/calls.hpp): both sides know which won.
 //
@@ -33,6 +34,7 @@
 
 #include <cstdint>
 #include <memory>
+#include <optional>
 #include <span>
 #include <string>
 
@@ -51,6 +53,9 @@ class ServiceLink;
 struct CallOptions {
   Deadline deadline = Deadline::max();  // absolute CLOCK_MONOTONIC; the call ends by then
   WaitMode mode = WaitMode::spin_then_park;
+  // Messages with the same key run on one server at a time, in the order
+  // sent (the service must have partitions; else bad_options).
+  std::optional<std::uint64_t> key;
 };
 
 struct CastOptions {
@@ -58,6 +63,7 @@ struct CastOptions {
   // mailbox_full when the mailbox has no room.
   Deadline deadline = Deadline::min();
   WaitMode mode = WaitMode::spin_then_park;
+  std::optional<std::uint64_t> key;  // as CallOptions::key
 };
 
 // A reply, read in place from the caller's call slot, which it holds until

@@ -50,6 +50,9 @@ struct ServiceOptions {
   std::uint32_t max_record = 4096;         // request bytes
   std::uint32_t max_deliveries = 3;        // a cast that killed this many servers is dead-lettered
   std::uint32_t dead_letter_capacity = 64; // records; power of two
+  // Keyed routing (CallOptions::key): messages of one key go to one server at
+  // a time, in order. 0 = no keys; else a power of two, 2 … 64.
+  std::uint32_t partitions = 0;
 };
 
 // Counters of one server, or of a service (its servers summed, those that

@@ -30,6 +30,7 @@
 #include <atomic>
 #include <cstddef>
 #include <memory>
+#include <optional>
 #include <span>
 #include <string>
 
@@ -123,6 +124,8 @@ class Server {
  private:
   struct State;
   explicit Server(std::unique_ptr<State> state) noexcept;
+  bool serve_one_keyed(Handler& handler, Deadline deadline, WaitMode mode) noexcept;
+  [[nodiscard]] std::optional<Delivery> take_any() noexcept;
   void handle(Handler& handler, Delivery& delivery) noexcept;
   void handle_call(Handler& handler, Delivery& delivery) noexcept;
   void handle_cast(Handler& handler, Delivery& delivery) noexcept;

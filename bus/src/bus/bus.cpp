@@ -218,6 +218,13 @@ std::vector<ServiceInfo> Bus::services() const {
                                                  info.name + "~pool")) {
       info.depth = pool->depth();
     }
+    for (std::uint32_t p = 0; p < info.options.partitions; ++p) {
+      if (auto partition = detail::MailboxFactory::open(
+              core_, detail::partition_shm_name(*core_, info.name, p),
+              info.name + "~k" + std::to_string(p))) {
+        info.depth += partition->depth();
+      }
+    }
     if (auto dead = detail::MailboxFactory::open(
             core_, detail::dead_letter_shm_name(*core_, info.name), info.name + "~dead")) {
       info.dead_letters = dead->depth();

@@ -69,11 +69,13 @@ Result<void> check_options(std::string_view name, const ServiceOptions& o) {
                                     "' must be 1–48 characters of [A-Za-z0-9_-]");
   }
   if (!power_of_two(o.mailbox_capacity) || !power_of_two(o.dead_letter_capacity) ||
-      o.max_record == 0 || o.max_deliveries == 0 || o.max_deliveries > 250) {
+      o.max_record == 0 || o.max_deliveries == 0 || o.max_deliveries > 250 ||
+      (o.partitions != 0 && (!power_of_two(o.partitions) || o.partitions > layout::kMaxPartitions))) {
     return fail(Errc::bad_options,
                 "service '" + std::string(name) +
                     "': mailbox_capacity and dead_letter_capacity must be powers of two >= 2, "
-                    "max_record >= 1, max_deliveries 1 … 250");
+                    "max_record >= 1, max_deliveries 1 … 250, partitions 0 or a power of two "
+                    "2 … 64");
   }
   return {};
 }
@@ -85,7 +87,7 @@ bool same_service(const layout::ServiceIdentity& id, const ServiceOptions& o) no
          std::memcmp(id.reply_identifier, o.schema.reply_identifier.data(), 4) == 0 &&
          id.mailbox_capacity == o.mailbox_capacity && id.max_record == o.max_record &&
          id.max_deliveries == o.max_deliveries &&
-         id.dead_letter_capacity == o.dead_letter_capacity;
+         id.dead_letter_capacity == o.dead_letter_capacity && id.partitions == o.partitions;
 }
 
 void write_identity(layout::ServiceIdentity& id, std::string_view name,
@@ -101,6 +103,7 @@ void write_identity(layout::ServiceIdentity& id, std::string_view name,
   id.max_record = o.max_record;
   id.max_deliveries = o.max_deliveries;
   id.dead_letter_capacity = o.dead_letter_capacity;
+  id.partitions = o.partitions;
 }
 
 // Creates a service mailbox, replacing one left by a registrar that died
@@ -123,6 +126,10 @@ std::string pool_shm_name(const BusCore& core, std::string_view service) {
 }
 std::string dead_letter_shm_name(const BusCore& core, std::string_view service) {
   return core.mailbox_shm_name(service) + "~dead";
+}
+std::string partition_shm_name(const BusCore& core, std::string_view service,
+                               std::uint32_t partition) {
+  return core.mailbox_shm_name(service) + "~k" + std::to_string(partition);
 }
 
 Registry::Registry(const ControlView& view, ProcessTable& table)
@@ -181,6 +188,13 @@ Result<std::uint32_t> Registry::register_service(const std::shared_ptr<BusCore>&
                             {layout::RingKind::mpmc, options.dead_letter_capacity,
                              options.max_record});
   if (!dead) return tl::unexpected(dead.error());
+  for (std::uint32_t p = 0; p < options.partitions; ++p) {
+    auto partition = fresh_mailbox(core, partition_shm_name(*core, name, p),
+                                   shown + "~k" + std::to_string(p),
+                                   {layout::RingKind::mpsc, options.mailbox_capacity,
+                                    options.max_record});
+    if (!partition) return tl::unexpected(partition.error());
+  }
   SHMBUS_TEST_HOOK(registry_before_live);
   write_identity(service.identity, name, options);
   // release: pairs with find()'s acquire; identity fields are complete.
@@ -229,6 +243,9 @@ Result<std::uint32_t> Registry::join(std::uint32_t index) {
 void Registry::set_leaving(std::uint32_t index, std::uint32_t entry) noexcept {
   store_relaxed(view_.service(index).servers[entry].state,
                 static_cast<std::uint32_t>(ServerState::leaving));
+  // Keyed services: siblings re-read membership and take over our partitions
+  // once we let go of them.
+  fetch_add(view_.registry().epoch, std::uint64_t{1});
 }
 
 void Registry::leave(std::uint32_t index, std::uint32_t entry) {
@@ -300,6 +317,7 @@ std::vector<ServiceInfo> Registry::snapshot() const {
     info.options.max_record = id.max_record;
     info.options.max_deliveries = id.max_deliveries;
     info.options.dead_letter_capacity = id.dead_letter_capacity;
+    info.options.partitions = std::min(id.partitions, layout::kMaxPartitions);
     info.totals = read_counters(service.counters.retired);
     for (std::size_t k = 0; k < info.outcomes.size(); ++k) {
       info.outcomes[k] = load_relaxed(service.counters.outcomes[k]);

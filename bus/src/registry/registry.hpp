@@ -73,6 +73,10 @@ class Registry {
 // Segment names of a service's mailboxes: shmbus.<bus>.<service>~pool / ~dead.
 [[nodiscard]] std::string pool_shm_name(const BusCore& core, std::string_view service);
 [[nodiscard]] std::string dead_letter_shm_name(const BusCore& core, std::string_view service);
+// shmbus.<bus>.<service>~k<p>: partition p of a keyed service.
+[[nodiscard]] std::string partition_shm_name(const BusCore& core, std::string_view service,
+                                             std::uint32_t partition);
+
 
 // Plain copies of the shared counters (relaxed loads, one word at a time).
 [[nodiscard]] ServerCounters read_counters(const layout::ServerCounters& shared) noexcept;

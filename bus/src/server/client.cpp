@@ -2,6 +2,8 @@
 // decide the outcome from the call slot, racing the server by CAS only.
 #include "shmbus/client.hpp"
 
+#include <algorithm>
+#include <climits>
 #include <cstring>
 
 #include "bus/mailbox_factory.hpp"
@@ -32,7 +34,34 @@ Result<std::shared_ptr<ServiceLink>> ServiceLink::open(std::shared_ptr<BusCore> 
   std::memcpy(link->request_identifier.data(),
               core->registry().entry(*index).identity.request_identifier, 4);
   link->trusted = core->trusted();
+  const std::uint32_t partitions =
+      std::min(load_relaxed(core->registry().entry(*index).identity.partitions), layout::kMaxPartitions);
+  for (std::uint32_t p = 0; p < partitions; ++p) {
+    auto partition = MailboxFactory::open(core, partition_shm_name(*core, name, p),
+                                          std::string(name) + "~k" + std::to_string(p));
+    if (!partition) return tl::unexpected(partition.error());
+    link->partitions.push_back(std::move(*partition));
+  }
   return link;
+}
+
+Expected<Mailbox*> ServiceLink::route(const std::optional<std::uint64_t>& key) noexcept {
+  if (!key) return &pool;
+  if (partitions.empty()) return tl::unexpected(Errc::bad_options);
+  // splitmix64's finalizer: nearby keys land on different partitions.
+  std::uint64_t h = *key + 0x9e3779b97f4a7c15ULL;
+  h = (h ^ (h >> 30)) * 0xbf58476d1ce4e5b9ULL;
+  h = (h ^ (h >> 27)) * 0x94d049bb133111ebULL;
+  h ^= h >> 31;
+  return &partitions[h & (partitions.size() - 1)];
+}
+
+void ServiceLink::ring_doorbell() const noexcept {
+  auto& id = identity();
+  // seq_cst: after our commit (Dekker with a server's waiters++ then re-check).
+  if (load_seq_cst(id.doorbell_waiters) == 0) return;
+  fetch_add(id.doorbell_seq, std::uint32_t{1});
+  futex_wake(&id.doorbell_seq, INT_MAX);
 }
 
 bool ServiceLink::has_request_identifier(std::span<const std::byte> payload) const noexcept {
@@ -60,7 +89,11 @@ const std::uint32_t* futex_word(const layout::CallSlotHeader& slot) noexcept {
 // ---- Service ----
 
 const std::string& Service::name() const noexcept { return link_->name; }
-std::uint64_t Service::depth() const noexcept { return link_->pool.depth(); }
+std::uint64_t Service::depth() const noexcept {
+  std::uint64_t depth = link_->pool.depth();
+  for (const auto& partition : link_->partitions) depth += partition.depth();
+  return depth;
+}
 
 Expected<PendingCall> Service::send_request(std::span<const std::byte> request,
                                             CallOptions options) noexcept {
@@ -77,9 +110,14 @@ Expected<PendingCall> Service::send_request(std::span<const std::byte> request,
   store_relaxed(slot.service, link.index + 1);
   // Ordered before the request's commit (a seq_cst CAS) that publishes it.
   store_relaxed(slot.control, layout::call_control(CallState::pending, 0, ticket->generation));
+  auto mailbox = link.route(options.key);
+  if (!mailbox) {
+    link.core->call_slots().free(*ticket);
+    return refuse(mailbox.error());
+  }
   auto claim = options.deadline <= Clock::now()
-                   ? link.pool.try_claim(request.size())
-                   : link.pool.claim(request.size(), options.deadline, options.mode);
+                   ? (*mailbox)->try_claim(request.size())
+                   : (*mailbox)->claim(request.size(), options.deadline, options.mode);
   if (!claim) {
     link.core->call_slots().free(*ticket);  // no record names the slot
     return refuse(claim.error());
@@ -88,6 +126,7 @@ Expected<PendingCall> Service::send_request(std::span<const std::byte> request,
   claim->set_type(static_cast<std::uint16_t>(layout::MessageKind::call));
   claim->set_correlation(layout::call_correlation(ticket->index, ticket->generation));
   claim->commit();
+  if (!link.partitions.empty()) link.ring_doorbell();
   return PendingCall(link_, ticket->index, ticket->generation, options);
 }
 
@@ -104,11 +143,14 @@ Expected<void> Service::cast(std::span<const std::byte> message, CastOptions opt
     return tl::unexpected(e);
   };
   if (!link.has_request_identifier(message)) return refuse(Errc::bad_message);
+  auto mailbox = link.route(options.key);
+  if (!mailbox) return refuse(mailbox.error());
   const SendOptions send{static_cast<std::uint16_t>(layout::MessageKind::cast), 0};
   auto sent = options.deadline <= Clock::now()
-                  ? link.pool.try_send(message, send)
-                  : link.pool.send(message, options.deadline, send, options.mode);
+                  ? (*mailbox)->try_send(message, send)
+                  : (*mailbox)->send(message, options.deadline, send, options.mode);
   if (!sent) return refuse(sent.error());
+  if (!link.partitions.empty()) link.ring_doorbell();
   return {};
 }
 

@@ -7,6 +7,7 @@
 #include <optional>
 
 #include "bus/mailbox_factory.hpp"
+#include "server/partition_set.hpp"
 #include "server/service_link.hpp"
 #include "shmbus/detail/atomic.hpp"
 #include "shmbus/detail/test_hook.hpp"
@@ -21,6 +22,8 @@ struct Server::State {
   std::shared_ptr<detail::ServiceLink> link;
   std::optional<Receiver> receiver;
   std::optional<Mailbox> dead_letters;
+  std::optional<detail::PartitionSet> partitions;  // keyed services only
+  bool pool_first = true;                          // alternates pool and partitions
   std::uint32_t entry = 0;  // our ServerEntry in the registry
   ServiceSchema schema;     // the verifiers of this process's handler
   std::uint32_t max_deliveries = 3;
@@ -90,6 +93,10 @@ Result<Server> Server::start(Bus& bus, std::string_view service, const ServiceOp
   state->entry = *entry;
   state->schema = options.schema;
   state->max_deliveries = options.max_deliveries;
+  if (!state->link->partitions.empty()) {
+    state->partitions.emplace(std::move(state->link->partitions), *index, *entry);
+    state->link->partitions.clear();
+  }
   return Server(std::move(state));
 }
 
@@ -98,7 +105,8 @@ Server::Server(Server&&) noexcept = default;
 
 Server::~Server() {
   if (!state_) return;
-  state_->receiver.reset();  // frees our consumer entry first: nothing is held
+  if (state_->partitions) state_->partitions->release_all();
+  state_->receiver.reset();  // frees our consumer entries first: nothing is held
   state_->core().registry().leave(state_->link->index, state_->entry);
 }
 
@@ -119,11 +127,58 @@ Expected<void> Server::serve(Handler& handler, ServeOptions options) noexcept {
 }
 
 bool Server::serve_one(Handler& handler, Deadline deadline, WaitMode mode) noexcept {
+  if (state_->partitions) return serve_one_keyed(handler, deadline, mode);
   auto delivery = state_->receiver->receive(deadline, mode);
   if (!delivery) return false;
   handle(handler, *delivery);
   delivery->done();
   return true;
+}
+
+std::optional<Delivery> Server::take_any() noexcept {
+  State& s = *state_;
+  s.pool_first = !s.pool_first;
+  if (s.pool_first) {
+    if (auto delivery = s.receiver->try_receive()) return std::move(*delivery);
+    return s.partitions->try_receive();
+  }
+  if (auto delivery = s.partitions->try_receive()) return delivery;
+  if (auto delivery = s.receiver->try_receive()) return std::move(*delivery);
+  return std::nullopt;
+}
+
+// A keyed service's server waits on its pool and its partitions at once, so
+// it parks on the service's doorbell, which every sender to the service rings.
+bool Server::serve_one_keyed(Handler& handler, Deadline deadline, WaitMode mode) noexcept {
+  State& s = *state_;
+  auto& id = s.link->identity();
+  auto run = [&](Delivery& delivery) {
+    handle(handler, delivery);
+    delivery.done();
+    return true;
+  };
+  const Deadline spin_end = Clock::now() + detail::kSpinBudget;
+  for (;;) {
+    const Deadline now = Clock::now();
+    s.partitions->rebalance_if_due(s.core(), now);
+    // Read before looking: a ring after the look moves it, so the park below
+    // returns at once (Dekker with the sender's commit, then waiters load).
+    const std::uint32_t rung = load_acquire(id.doorbell_seq);
+    if (auto delivery = take_any()) return run(*delivery);
+    if (now >= deadline) return false;
+    if (mode == WaitMode::busy_poll || (mode == WaitMode::spin_then_park && now < spin_end)) {
+      for (int i = 0; i < 32; ++i) detail::cpu_relax();
+      continue;
+    }
+    fetch_add(id.doorbell_waiters, std::uint32_t{1});
+    std::atomic_thread_fence(std::memory_order_seq_cst);  // waiters++ before the re-look
+    if (auto delivery = take_any()) {
+      fetch_sub(id.doorbell_waiters, std::uint32_t{1});
+      return run(*delivery);
+    }
+    detail::futex_wait(&id.doorbell_seq, rung, std::min(deadline, s.partitions->next_check()));
+    fetch_sub(id.doorbell_waiters, std::uint32_t{1});
+  }
 }
 
 void Server::handle(Handler& handler, Delivery& delivery) noexcept {

@@ -7,7 +7,9 @@
 #include <array>
 #include <cstdint>
 #include <memory>
+#include <optional>
 #include <string>
+#include <vector>
 
 #include "bus/bus_core.hpp"
 #include "shmbus/mailbox.hpp"
@@ -25,6 +27,16 @@ struct ServiceLink {
   Mailbox pool;
   std::array<char, 4> request_identifier{};  // zeros: any payload
   bool trusted = false;
+  std::vector<Mailbox> partitions;           // keyed routing; empty: none
+
+  // The mailbox a message with `key` goes to, or bad_options (no partitions).
+  [[nodiscard]] Expected<Mailbox*> route(const std::optional<std::uint64_t>& key) noexcept;
+  // Wakes the servers of a keyed service parked on its doorbell (they wait
+  // on several mailboxes at once, so no single ring's wake reaches them).
+  void ring_doorbell() const noexcept;
+  [[nodiscard]] layout::ServiceIdentity& identity() const noexcept {
+    return core->registry().entry(index).identity;
+  }
 
   // Opens the pool mailbox of the live service `name`. Fails with
   // no_such_service, or like Bus::open_mailbox.

@@ -13,9 +13,20 @@
 //   1024   ServerEntry[kMaxServersPerService]                          256 each
 //
 // A service is backed by segments named after it: the pool mailbox
-// shmbus.<bus>.<service>~pool (mpmc: any idle server takes the next record)
-// and the dead-letter mailbox shmbus.<bus>.<service>~dead. '~' never occurs
-// in a user's mailbox name, so these cannot collide.
+// shmbus.<bus>.<service>~pool (mpmc: any idle server takes the next record),
+// the dead-letter mailbox shmbus.<bus>.<service>~dead and, for keyed routing,
+// one mpsc mailbox per partition, shmbus.<bus>.<service>~k<p>. '~' never
+// occurs in a user's mailbox name, so these cannot collide.
+//
+// Keyed routing: a key hashes to one of `partitions` partitions; a partition
+// is consumed by one server at a time (the mpsc ring's consumer entry is the
+// ownership: taking it fails while a live server holds it), so the messages
+// of one key run one at a time, in order. Partition p belongs to the
+// (p mod n)-th live serving server; a server hands a partition over only
+// between messages, and one that dies leaves its entry to be taken over with
+// the record it held (redelivered first, so order is kept). The servers of a
+// keyed service wait on several mailboxes, so they park on the service's
+// doorbell, which senders ring (Dekker on doorbell_waiters, as for rings).
 //
 // Writers: registering a service and joining or leaving a pool are rare
 // admin steps, serialized by the robust mutex; a holder that dies leaves
@@ -41,6 +52,7 @@ inline constexpr std::uint32_t kMaxServices = 64;
 inline constexpr std::uint32_t kMaxServersPerService = kMaxConsumersPerMailbox;
 inline constexpr std::uint32_t kOutcomeCounters = 32;  // indexed by Errc value
 inline constexpr std::uint32_t kLatencyBuckets = 16;   // 2^i microseconds
+inline constexpr std::uint32_t kMaxPartitions = 64;    // keyed routing, per service
 
 struct RegistryHeader {
   std::uint8_t mutex[64];    // pthread_mutex_t, PTHREAD_PROCESS_SHARED | ROBUST
@@ -65,7 +77,11 @@ struct ServiceIdentity {
   std::uint32_t max_record;
   std::uint32_t max_deliveries;     // a cast is dead-lettered after this many deliveries
   std::uint32_t dead_letter_capacity;
-  std::uint8_t reserved[168];
+  std::uint32_t partitions;         // keyed routing: mailboxes ~k0 … ~k<n-1>, 0 = none
+  std::uint32_t doorbell_seq;       // keyed services: servers park here (futex word)
+  std::uint32_t doorbell_waiters;   // servers parked on doorbell_seq
+  std::uint32_t reserved0;
+  std::uint8_t reserved[152];
 };
 
 // Per server, written only by that server (relaxed fetch_add on its own line).

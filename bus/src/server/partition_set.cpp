@@ -1,0 +1,69 @@
+#include "server/partition_set.hpp"
+
+#include "bus/bus_core.hpp"
+#include "shmbus/detail/atomic.hpp"
+
+namespace shmbus::detail {
+
+PartitionSet::PartitionSet(std::vector<Mailbox> partitions, std::uint32_t service,
+                           std::uint32_t entry) noexcept
+    : partitions_(std::move(partitions)), owned_(partitions_.size()), service_(service), entry_(entry) {}
+
+std::uint32_t PartitionSet::owned() const noexcept {
+  std::uint32_t n = 0;
+  for (const auto& r : owned_) n += r.has_value() ? 1 : 0;
+  return n;
+}
+
+void PartitionSet::rebalance_if_due(BusCore& core, Deadline now) noexcept {
+  if (partitions_.empty()) return;
+  const std::uint64_t epoch = load_acquire(core.control().registry().epoch);
+  if (epoch == seen_epoch_ && now < next_check_) return;
+  seen_epoch_ = epoch;
+  next_check_ = now + kParkRecheckInterval;
+  rebalance(core);
+}
+
+void PartitionSet::rebalance(BusCore& core) noexcept {
+  const auto& service = core.registry().entry(service_);
+  // The live serving servers in entry order; partition p is the (p mod n)-th's.
+  std::uint32_t n = 0;
+  std::uint32_t mine = layout::kMaxServersPerService;
+  for (std::uint32_t i = 0; i < layout::kMaxServersPerService; ++i) {
+    const auto& server = service.servers[i];
+    const std::uint32_t owner = load_acquire(server.owner);
+    if (owner == 0) continue;
+    if (load_relaxed(server.state) != static_cast<std::uint32_t>(layout::ServerState::serving)) continue;
+    if (!core.table().is_alive(owner)) continue;
+    if (i == entry_) mine = n;
+    ++n;
+  }
+  for (std::uint32_t p = 0; p < partitions_.size(); ++p) {
+    const bool want = mine != layout::kMaxServersPerService && p % n == mine;
+    if (!want) {
+      owned_[p].reset();  // between messages: nothing is held
+    } else if (!owned_[p]) {
+      // Fails while the previous owner still holds it; retried next check.
+      if (auto receiver = partitions_[p].receiver()) owned_[p].emplace(std::move(*receiver));
+    }
+  }
+}
+
+std::optional<Delivery> PartitionSet::try_receive() noexcept {
+  const auto count = static_cast<std::uint32_t>(owned_.size());
+  for (std::uint32_t k = 0; k < count; ++k) {
+    const std::uint32_t p = (rotate_ + k) % count;
+    if (!owned_[p]) continue;
+    if (auto delivery = owned_[p]->try_receive()) {
+      rotate_ = p + 1;  // the next look starts after us: no partition starves
+      return std::move(*delivery);
+    }
+  }
+  return std::nullopt;
+}
+
+void PartitionSet::release_all() noexcept {
+  for (auto& r : owned_) r.reset();
+}
+
+}  // namespace shmbus::detail

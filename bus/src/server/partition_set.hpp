@@ -1,0 +1,50 @@
+// partition_set.hpp — the partitions of a keyed service that one server owns
+// (layout/registry.hpp, "Keyed routing").
+//
+// Ownership of a partition is the consumer entry of its mpsc ring: taking it
+// fails while another live server holds it, and a dead holder's entry is
+// taken over with the record it held (redelivered first). A server re-reads
+// the pool's membership when the registry epoch moves, and at least every
+// kParkRecheckInterval (a dead server does not move the epoch), then lets go
+// of partitions no longer its own and tries to take those newly its own.
+// Hand-overs happen only between messages: per-key order is kept.
+#pragma once
+
+#include <cstdint>
+#include <optional>
+#include <vector>
+
+#include "shmbus/mailbox.hpp"
+
+namespace shmbus::detail {
+
+class BusCore;
+
+class PartitionSet {
+ public:
+  PartitionSet(std::vector<Mailbox> partitions, std::uint32_t service, std::uint32_t entry) noexcept;
+
+  // Re-reads membership if the epoch moved or `now` reached the next check.
+  void rebalance_if_due(BusCore& core, Deadline now) noexcept;
+  // Takes the next record of the partitions we own, rotating among them.
+  [[nodiscard]] std::optional<Delivery> try_receive() noexcept;
+  // Lets go of every partition (leaving the pool).
+  void release_all() noexcept;
+
+  [[nodiscard]] bool empty() const noexcept { return partitions_.empty(); }
+  [[nodiscard]] std::uint32_t owned() const noexcept;
+  [[nodiscard]] Deadline next_check() const noexcept { return next_check_; }
+
+ private:
+  void rebalance(BusCore& core) noexcept;
+
+  std::vector<Mailbox> partitions_;
+  std::vector<std::optional<Receiver>> owned_;  // sized once: Deliveries point at them
+  std::uint32_t service_;
+  std::uint32_t entry_;
+  std::uint64_t seen_epoch_ = ~std::uint64_t{0};
+  Deadline next_check_{};
+  std::uint32_t rotate_ = 0;
+};
+
+}  // namespace shmbus::detail
