@@ -54,3 +54,4 @@ step(configure ${CMAKE_COMMAND} -S ${CONSUMER_SOURCE_DIR} -B ${build} -G ${GENER
   -DSHMBUS_CONSUMER_WERROR=${werror})
 step(build ${CMAKE_COMMAND} --build ${build} ${config_args})
 step(run ${build}/shmbus_consumer)
+step(run-embedded ${build}/shmbus_embedded_service)

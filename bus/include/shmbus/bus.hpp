@@ -164,6 +164,7 @@ class Bus {
 
  private:
   friend class Server;
+  friend class Readiness;
   explicit Bus(std::shared_ptr<detail::BusCore> core) noexcept;
   std::shared_ptr<detail::BusCore> core_;
 };

@@ -55,7 +55,7 @@ struct CallOptions {
   WaitMode mode = WaitMode::spin_then_park;
   // Messages with the same key run on one server at a time, in the order
   // sent (the service must have partitions; else bad_options).
-  std::optional<std::uint64_t> key;
+  std::optional<std::uint64_t> key{};
 };
 
 struct CastOptions {
@@ -63,7 +63,7 @@ struct CastOptions {
   // mailbox_full when the mailbox has no room.
   Deadline deadline = Deadline::min();
   WaitMode mode = WaitMode::spin_then_park;
-  std::optional<std::uint64_t> key;  // as CallOptions::key
+  std::optional<std::uint64_t> key{};  // as CallOptions::key
 };
 
 // A reply, read in place from the caller's call slot, which it holds until

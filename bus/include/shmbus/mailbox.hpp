@@ -179,6 +179,15 @@ class Receiver {
   // for supervisors that know a process died. Fails with `empty`.
   [[nodiscard]] Expected<Delivery> recover() noexcept;
 
+  // Whether a record seems ready at the head (a snapshot; takes nothing).
+  [[nodiscard]] bool ready() const noexcept;
+  // Parks until a record may be ready, a wake_waiters() call, or `deadline`
+  // (Deadline::max(): no timeout). Takes nothing; returns on spurious wakes
+  // too. For a thread that tells an event loop when to receive (readiness.hpp).
+  void wait_until_ready(Deadline deadline) noexcept;
+  // Wakes every thread parked on this mailbox's data futex.
+  void wake_waiters() noexcept;
+
  private:
   friend class Mailbox;
   friend class Delivery;

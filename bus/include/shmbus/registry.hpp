@@ -45,7 +45,7 @@ struct ServiceSchema {
 };
 
 struct ServiceOptions {
-  ServiceSchema schema;
+  ServiceSchema schema{};
   std::uint32_t mailbox_capacity = 1024;   // records; power of two
   std::uint32_t max_record = 4096;         // request bytes
   std::uint32_t max_deliveries = 3;        // a cast that killed this many servers is dead-lettered
@@ -95,7 +95,7 @@ std::uint64_t schema_hash(std::string_view request_type, const char* request_ide
 template <class Request, class Reply>
 ServiceSchema ServiceSchema::of(const char* request_identifier, const char* reply_identifier,
                                 std::string path) {
-  ServiceSchema schema;
+  ServiceSchema schema{};
   for (int i = 0; i < 4 && request_identifier[i] != 0; ++i) schema.request_identifier[i] = request_identifier[i];
   for (int i = 0; i < 4 && reply_identifier[i] != 0; ++i) schema.reply_identifier[i] = reply_identifier[i];
   schema.request_type = Request::GetFullyQualifiedName();

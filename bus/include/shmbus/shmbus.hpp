@@ -6,6 +6,7 @@
 #include "shmbus/error.hpp"
 #include "shmbus/mailbox.hpp"
 #include "shmbus/message.hpp"
+#include "shmbus/readiness.hpp"
 #include "shmbus/registry.hpp"
 #include "shmbus/server.hpp"
 #include "shmbus/wait.hpp"

@@ -43,6 +43,9 @@ class ControlView {
   [[nodiscard]] std::byte* reply_area(layout::CallSlotHeader& slot) const noexcept {
     return reinterpret_cast<std::byte*>(&slot) + sizeof(layout::CallSlotHeader);
   }
+  [[nodiscard]] layout::ProcessDoorbell& doorbell(std::uint32_t process) const noexcept {
+    return doorbells_[process];
+  }
   [[nodiscard]] std::uint32_t max_processes() const noexcept { return max_processes_; }
   [[nodiscard]] std::uint32_t calls_per_process() const noexcept { return calls_per_process_; }
   [[nodiscard]] std::uint32_t max_reply() const noexcept { return max_reply_; }
@@ -50,6 +53,7 @@ class ControlView {
  private:
   layout::RegistryHeader* registry_ = nullptr;
   layout::ServiceEntry* services_ = nullptr;
+  layout::ProcessDoorbell* doorbells_ = nullptr;
   std::byte* calls_ = nullptr;
   std::uint32_t max_processes_ = 0;
   std::uint32_t calls_per_process_ = 0;

@@ -1,6 +1,7 @@
 #include "shmbus/mailbox.hpp"
 
 #include <algorithm>
+#include <climits>
 #include <cstring>
 #include <utility>
 
@@ -190,6 +191,18 @@ Expected<Delivery> Receiver::receive(Deadline deadline, WaitMode mode) noexcept 
       if (auto recovered = recover(); recovered) return recovered;
     }
   }
+}
+
+bool Receiver::ready() const noexcept { return ring_->data_ready(); }
+
+void Receiver::wait_until_ready(Deadline deadline) noexcept {
+  if (!ring_->data_ready()) ring_->wait_for_data(entry_, deadline);
+}
+
+void Receiver::wake_waiters() noexcept {
+  auto& data = ring_->header().data;
+  detail::fetch_add(data.seq, std::uint32_t{1});
+  detail::futex_wake(&data.seq, INT_MAX);
 }
 
 // ---- Mailbox -------------------------------------------------------------------------------

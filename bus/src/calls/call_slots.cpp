@@ -83,3 +83,26 @@ void CallSlots::forget(std::uint32_t index) noexcept {
 }
 
 }  // namespace shmbus::detail
+
+namespace shmbus::detail {
+
+void CallSlots::mark_answered(std::uint32_t index) noexcept {
+  in_use_[index].store(2, std::memory_order_release);
+}
+
+CallSlots::Attention CallSlots::attention(bool check_takers) const noexcept {
+  Attention result = Attention::none;
+  for (std::uint32_t i = 0; i < count_; ++i) {
+    if (in_use_[i].load(std::memory_order_acquire) != 1) continue;
+    const std::uint64_t control = load_seq_cst(slot(i).control);
+    const CallState state = layout::call_state(control);
+    if (state != CallState::pending && state != CallState::taken) return Attention::ready;
+    if (state == CallState::taken && check_takers && !table_.is_alive(layout::call_who(control))) {
+      return Attention::ready;
+    }
+    result = Attention::in_flight;
+  }
+  return result;
+}
+
+}  // namespace shmbus::detail

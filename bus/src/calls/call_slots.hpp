@@ -39,6 +39,17 @@ class CallSlots {
   // Gives the slot back to acquire() without touching it (abandoned: its
   // server frees it, or acquire() recycles it once the server is dead).
   void forget(std::uint32_t index) noexcept;
+  // The call's outcome was handed to the user (a Reply holds the slot now).
+  void mark_answered(std::uint32_t index) noexcept;
+
+  // What the calls in flight (outcome not handed out yet) need: `ready` when
+  // one has an outcome to collect (or, with `check_takers`, its server
+  // died), `in_flight` when some are undecided, `none` when there are none.
+  enum class Attention { none, in_flight, ready };
+  [[nodiscard]] Attention attention(bool check_takers) const noexcept;
+  [[nodiscard]] layout::ProcessDoorbell& doorbell() const noexcept {
+    return view_.doorbell(process_slot_);
+  }
 
   // Recycles every call slot of process slot `process`, whose owner died
   // (or, at join, of our own slot, before any call): pending requests are
@@ -66,6 +77,7 @@ class CallSlots {
   ProcessTable& table_;
   std::uint32_t process_slot_;
   std::uint32_t count_;
+  // 0: free to acquire; 1: a call in flight; 2: its outcome handed out.
   std::unique_ptr<std::atomic<std::uint8_t>[]> in_use_;
   std::atomic<std::uint32_t> hint_{0};
 };

@@ -224,6 +224,7 @@ Expected<Reply> PendingCall::step(bool give_up, bool check_taker) noexcept {
         const std::uint32_t length = load_relaxed(slot.length);
         if (length > slots.max_reply()) return finish(Errc::bad_message, true);
         finished_ = true;
+        slots.mark_answered(index_);
         return Reply(link_, index_, generation_, {slots.reply_area(index_), length});
       }
       case CallState::expired: return finish(Errc::timeout_not_started, true);

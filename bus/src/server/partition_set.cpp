@@ -62,6 +62,13 @@ std::optional<Delivery> PartitionSet::try_receive() noexcept {
   return std::nullopt;
 }
 
+bool PartitionSet::ready() const noexcept {
+  for (const auto& r : owned_) {
+    if (r && r->ready()) return true;
+  }
+  return false;
+}
+
 void PartitionSet::release_all() noexcept {
   for (auto& r : owned_) r.reset();
 }

@@ -28,6 +28,8 @@ class PartitionSet {
   void rebalance_if_due(BusCore& core, Deadline now) noexcept;
   // Takes the next record of the partitions we own, rotating among them.
   [[nodiscard]] std::optional<Delivery> try_receive() noexcept;
+  // Whether a partition we own seems to hold a ready record (takes nothing).
+  [[nodiscard]] bool ready() const noexcept;
   // Lets go of every partition (leaving the pool).
   void release_all() noexcept;
 

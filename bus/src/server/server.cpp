@@ -42,10 +42,15 @@ void count(std::uint64_t& counter, std::uint64_t n = 1) noexcept {
   detail::fetch_add(counter, n, std::memory_order_relaxed);  // one writer: this server
 }
 
-void wake_caller(layout::CallSlotHeader& slot) noexcept {
+void wake_caller(layout::CallSlotHeader& slot, layout::ProcessDoorbell& doorbell) noexcept {
   // seq_cst: after our CAS on control (Dekker with the caller's waiters++).
   if (detail::load_seq_cst(slot.waiters) != 0) {
     detail::futex_wake(reinterpret_cast<const std::uint32_t*>(&slot.control), INT_MAX);
+  }
+  // A readiness waiter of the caller's process waits for any of its calls.
+  if (detail::load_seq_cst(doorbell.waiters) != 0) {
+    detail::fetch_add(doorbell.seq, std::uint32_t{1});
+    detail::futex_wake(&doorbell.seq, INT_MAX);
   }
 }
 
@@ -147,6 +152,34 @@ std::optional<Delivery> Server::take_any() noexcept {
   return std::nullopt;
 }
 
+void Server::wait_for_work(Deadline deadline) noexcept {
+  State& s = *state_;
+  if (!s.partitions) return s.receiver->wait_until_ready(deadline);
+  auto& id = s.link->identity();
+  s.partitions->rebalance_if_due(s.core(), Clock::now());
+  const std::uint32_t rung = load_acquire(id.doorbell_seq);
+  fetch_add(id.doorbell_waiters, std::uint32_t{1});
+  std::atomic_thread_fence(std::memory_order_seq_cst);  // waiters++ before the re-look
+  if (!s.receiver->ready() && !s.partitions->ready()) {
+    detail::futex_wait(&id.doorbell_seq, rung, std::min(deadline, s.partitions->next_check()));
+  }
+  fetch_sub(id.doorbell_waiters, std::uint32_t{1});
+}
+
+bool Server::has_work() const noexcept {
+  return state_->receiver->ready() || (state_->partitions && state_->partitions->ready());
+}
+
+void Server::wake_work_waiters() noexcept {
+  State& s = *state_;
+  s.receiver->wake_waiters();
+  if (s.partitions) {
+    auto& id = s.link->identity();
+    fetch_add(id.doorbell_seq, std::uint32_t{1});
+    detail::futex_wake(&id.doorbell_seq, INT_MAX);
+  }
+}
+
 // A keyed service's server waits on its pool and its partitions at once, so
 // it parks on the service's doorbell, which every sender to the service rings.
 bool Server::serve_one_keyed(Handler& handler, Deadline deadline, WaitMode mode) noexcept {
@@ -246,6 +279,7 @@ void Server::handle_call(Handler& handler, Delivery& delivery) noexcept {
     return;
   }
   auto& slot = view.call_slot(layout::ref_slot(caller), index);
+  auto& doorbell = view.doorbell(layout::ref_slot(caller));
   const std::uint64_t pending = layout::call_control(CallState::pending, 0, generation);
   std::uint64_t control = pending;
   auto skipped = [&] {
@@ -262,7 +296,7 @@ void Server::handle_call(Handler& handler, Delivery& delivery) noexcept {
       return skipped();
     }
     count(s.counters().expired_skipped);
-    return wake_caller(slot);
+    return wake_caller(slot, doorbell);
   }
   auto payload = checked_payload(*s.link, s.schema, s.scratch, delivery.payload());
   if (!payload) {
@@ -270,7 +304,7 @@ void Server::handle_call(Handler& handler, Delivery& delivery) noexcept {
     delivery.count_bad_message();
     const auto refused = layout::call_control(
         CallState::failed, static_cast<std::uint32_t>(Errc::bad_message), generation);
-    if (compare_exchange(slot.control, control, refused)) wake_caller(slot);
+    if (compare_exchange(slot.control, control, refused)) wake_caller(slot, doorbell);
     return;
   }
   const std::uint32_t self = s.core().table().self().value;
@@ -295,7 +329,7 @@ void Server::handle_call(Handler& handler, Delivery& delivery) noexcept {
   // seq_cst CAS: publishes length and reply bytes to the caller's acquire load.
   if (compare_exchange(slot.control, control, outcome)) {
     if (writer.length_ <= view.max_reply()) count(s.counters().replies);
-    wake_caller(slot);
+    wake_caller(slot, doorbell);
     if (!s.core().table().is_attached(caller)) {
       // Its caller died and was reclaimed while we ran: nobody reads this.
       count(s.counters().late_replies);

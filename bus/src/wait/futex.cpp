@@ -18,8 +18,10 @@ void futex_wait(const std::uint32_t* word, std::uint32_t expected, Deadline dead
       std::chrono::duration_cast<std::chrono::nanoseconds>(since_epoch - secs).count());
   // FUTEX_WAIT_BITSET takes an absolute CLOCK_MONOTONIC deadline, which is
   // steady_clock's clock on Linux: no drift from re-computing relative waits.
-  (void)::syscall(SYS_futex, const_cast<std::uint32_t*>(word), FUTEX_WAIT_BITSET, expected, &at,
-                  nullptr, FUTEX_BITSET_MATCH_ANY);
+  // Deadline::max(): wait without a timeout (an idle waiter never wakes on a timer).
+  const bool forever = deadline == Deadline::max();
+  (void)::syscall(SYS_futex, const_cast<std::uint32_t*>(word), FUTEX_WAIT_BITSET, expected,
+                  forever ? nullptr : &at, nullptr, FUTEX_BITSET_MATCH_ANY);
 }
 
 void futex_wake(const std::uint32_t* word, int count) noexcept {

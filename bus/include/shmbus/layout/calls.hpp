@@ -130,6 +130,17 @@ struct CallSlotHeader {
   std::uint8_t reserved[36];
 };
 
+// One per process slot, at doorbells_offset (control.hpp). A process that
+// waits for the replies of many calls at once (the readiness descriptor of
+// an embedding event loop) parks on `seq`; a server that decides a call rings
+// the caller's doorbell when `waiters` is non-zero (Dekker, as for `waiters`
+// of a call slot).
+struct ProcessDoorbell {
+  std::uint32_t seq;
+  std::uint32_t waiters;
+  std::uint8_t reserved[56];
+};
+
 // Record types in a service mailbox (CellHeader::type).
 enum class MessageKind : std::uint16_t { call = 1, cast = 2 };
 
@@ -141,6 +152,7 @@ static_assert(std::is_standard_layout_v<CallSlotHeader>);
 static_assert(sizeof(CallSlotHeader) == kCacheLine && alignof(CallSlotHeader) == 8);
 static_assert(offsetof(CallSlotHeader, control) == 0);
 static_assert(offsetof(CallSlotHeader, waiters) == 16);
+static_assert(std::is_trivially_copyable_v<ProcessDoorbell> && sizeof(ProcessDoorbell) == kCacheLine);
 static_assert(kCallGenerationShift + 36 == 64 && kCallWhoShift + 24 == kCallGenerationShift);
 static_assert(call_state(call_control(CallState::abandoned, 0xffffff, ~0ull)) ==
               CallState::abandoned);

@@ -8,6 +8,7 @@
 //   128              ProcessTableHeader (offsets below)          128
 //   256              ProcessSlot[max_processes]                  64 each
 //   registry_offset  RegistryHeader + ServiceEntry[kMaxServices]  (registry.hpp)
+//   doorbells_offset ProcessDoorbell[max_processes]              64 each (calls.hpp)
 //   calls_offset     call slots: max_processes × calls_per_process × call_stride
 //                    (calls.hpp)
 //
@@ -27,6 +28,7 @@ namespace shmbus::layout {
 
 struct ControlLayout {
   std::uint64_t registry_offset;
+  std::uint64_t doorbells_offset;
   std::uint64_t calls_offset;
   std::uint32_t call_stride;
   std::uint64_t total_size;
@@ -43,9 +45,11 @@ struct ControlLayout {
   l.registry_offset =
       round_up(kControlSlotsOffset + std::uint64_t{max_processes} * sizeof(ProcessSlot),
                kNoFalseSharing);
-  l.calls_offset = round_up(
+  l.doorbells_offset = round_up(
       l.registry_offset + sizeof(RegistryHeader) + std::uint64_t{kMaxServices} * sizeof(ServiceEntry),
       kNoFalseSharing);
+  l.calls_offset = round_up(l.doorbells_offset + std::uint64_t{max_processes} * sizeof(ProcessDoorbell),
+                            kNoFalseSharing);
   l.call_stride = static_cast<std::uint32_t>(round_up(sizeof(CallSlotHeader) + max_reply, kCacheLine));
   l.total_size = l.calls_offset +
                  std::uint64_t{max_processes} * calls_per_process * l.call_stride;

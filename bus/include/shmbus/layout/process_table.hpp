@@ -65,7 +65,8 @@ struct ProcessTableHeader {
   std::uint32_t call_stride;     // sizeof(CallSlotHeader) + max_reply, rounded to kCacheLine
   std::uint32_t max_reply;       // reply bytes a call slot holds
   std::uint32_t reserved0;
-  std::uint8_t reserved[72];
+  std::uint64_t doorbells_offset;  // ProcessDoorbell[capacity] (calls.hpp)
+  std::uint8_t reserved[64];
 };
 
 struct ProcessSlot {

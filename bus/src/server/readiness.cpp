@@ -1,0 +1,141 @@
+// readiness.cpp — waiter threads that turn futex wake-ups into a readable
+// eventfd.
+//
+// Handshake: a waiter signals the eventfd once, then sleeps until drain()
+// (the loop is about to look at the bus), then looks again. So a waiter never
+// spins while the loop is busy, and work arriving while the loop looks is
+// signalled again. Stopping: `stop` is set, then the waiters' futex words are
+// bumped and woken until each thread has left (a waiter may have read its
+// word just before the bump; the next round reaches it).
+#include "shmbus/readiness.hpp"
+
+#include <sys/eventfd.h>
+#include <unistd.h>
+
+#include <atomic>
+#include <cerrno>
+#include <climits>
+#include <cstring>
+#include <thread>
+
+#include "bus/bus_core.hpp"
+#include "shmbus/detail/atomic.hpp"
+#include "wait/futex.hpp"
+
+namespace shmbus {
+
+using detail::CallSlots;
+
+struct Readiness::State {
+  std::shared_ptr<detail::BusCore> core;
+  Server* server = nullptr;
+  int event_fd = -1;
+  std::atomic<bool> stop{false};
+  std::atomic<std::uint32_t> drained{0};  // bumped by drain(); waiters sleep on it
+  std::atomic<int> running{0};
+  std::thread server_waiter;
+  std::thread call_waiter;
+
+  void signal_and_wait_for_drain() noexcept {
+    const std::uint32_t seen = drained.load(std::memory_order_acquire);
+    const std::uint64_t one = 1;
+    (void)!::write(event_fd, &one, sizeof one);
+    while (!stop.load(std::memory_order_acquire) && drained.load(std::memory_order_acquire) == seen) {
+      drained.wait(seen, std::memory_order_acquire);
+    }
+  }
+
+  void watch_server() noexcept {
+    while (!stop.load(std::memory_order_acquire)) {
+      server->wait_for_work(Deadline::max());
+      if (stop.load(std::memory_order_acquire)) break;
+      if (server->has_work()) {
+        signal_and_wait_for_drain();
+      }
+    }
+    running.fetch_sub(1);
+  }
+
+  void watch_calls() noexcept {
+    CallSlots& slots = core->call_slots();
+    auto& doorbell = slots.doorbell();
+    Deadline next_check = Clock::now() + kParkRecheckInterval;
+    while (!stop.load(std::memory_order_acquire)) {
+      const std::uint32_t rung = detail::load_acquire(doorbell.seq);
+      detail::fetch_add(doorbell.waiters, std::uint32_t{1});
+      std::atomic_thread_fence(std::memory_order_seq_cst);  // waiters++ before the re-look
+      const bool check_takers = Clock::now() >= next_check;
+      if (check_takers) next_check = Clock::now() + kParkRecheckInterval;
+      const auto attention = slots.attention(check_takers);
+      if (attention != CallSlots::Attention::ready && !stop.load(std::memory_order_acquire)) {
+        // Idle (no calls in flight): no timeout at all.
+        const Deadline until =
+            attention == CallSlots::Attention::none ? Deadline::max() : next_check;
+        detail::futex_wait(&doorbell.seq, rung, until);
+      }
+      detail::fetch_sub(doorbell.waiters, std::uint32_t{1});
+      if (attention == CallSlots::Attention::ready) signal_and_wait_for_drain();
+    }
+    running.fetch_sub(1);
+  }
+
+  void wake_all() noexcept {
+    drained.fetch_add(1, std::memory_order_acq_rel);
+    drained.notify_all();
+    if (server != nullptr) server->wake_work_waiters();
+    auto& doorbell = core->call_slots().doorbell();
+    detail::fetch_add(doorbell.seq, std::uint32_t{1});
+    detail::futex_wake(&doorbell.seq, INT_MAX);
+  }
+
+  void shut_down() noexcept {
+    stop.store(true, std::memory_order_release);
+    while (running.load() > 0) {
+      wake_all();
+      std::this_thread::yield();
+    }
+    if (server_waiter.joinable()) server_waiter.join();
+    if (call_waiter.joinable()) call_waiter.join();
+    if (event_fd >= 0) ::close(event_fd);
+  }
+};
+
+Result<Readiness> Readiness::create(Bus& bus, Server* server) {
+  auto state = std::make_unique<State>();
+  state->core = bus.core_;
+  state->server = server;
+  state->event_fd = ::eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+  if (state->event_fd < 0) {
+    return fail(Errc::system_error, std::string("eventfd: ") + std::strerror(errno));
+  }
+  State* s = state.get();
+  s->running.store(server != nullptr ? 2 : 1);
+  s->call_waiter = std::thread([s] { s->watch_calls(); });
+  if (server != nullptr) s->server_waiter = std::thread([s] { s->watch_server(); });
+  return Readiness(std::move(state));
+}
+
+Readiness::Readiness(std::unique_ptr<State> state) noexcept : state_(std::move(state)) {}
+Readiness::Readiness(Readiness&&) noexcept = default;
+Readiness& Readiness::operator=(Readiness&& other) noexcept {
+  if (this != &other) {
+    if (state_) state_->shut_down();
+    state_ = std::move(other.state_);
+  }
+  return *this;
+}
+
+Readiness::~Readiness() {
+  if (state_) state_->shut_down();
+}
+
+int Readiness::fd() const noexcept { return state_->event_fd; }
+
+void Readiness::drain() noexcept {
+  std::uint64_t count = 0;
+  (void)!::read(state_->event_fd, &count, sizeof count);
+  state_->drained.fetch_add(1, std::memory_order_acq_rel);
+  state_->drained.notify_all();
+}
+
+}  // namespace shmbus
