@@ -1,16 +1,25 @@
-// shmbus_demo — the main job of `./tools/dev demo`.
+// shmbus_demo — the main job of `./tools/dev demo`: the GenServer's two traps,
+// and how shmbus removes them.
 //
-// One bus, a pool of two mailer worker processes behind one shared (MPMC)
-// mailbox, and this process as the caller with its own reply mailbox. It
-// sends emails, prints who handled each, then sends one that makes the worker
-// holding it die with SIGKILL: its sibling takes the record over, marked
-// redelivered — nothing is lost. Finally it stops the workers, prints the
-// mailbox counters and removes the bus.
+// A mailer service whose send_mail takes 5 ms:
+//   1. one server, 100 callers (300 calls), 200 ms deadlines: the bottleneck. Many calls
+//      time out, and every one is accounted for: a call the server never
+//      began is `timeout_not_started` (and it never will run it), one it was
+//      running is `timeout_in_progress`; the server's own counters agree.
+//   2. a pool of 8 worker processes behind the same name, 2 s deadlines:
+//      every call is answered.
+//   3. a worker dies (kill -9) while running a call: its caller gets
+//      `server_crashed` at once, not at the deadline; a cast it was running
+//      goes to a sibling, marked redelivered. Nothing is lost silently.
+#include <signal.h>
 #include <unistd.h>
 
+#include <atomic>
 #include <cstdio>
 #include <map>
+#include <mutex>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include <shmbus/schemas/mailer_generated.h>
@@ -24,121 +33,148 @@ using namespace std::chrono_literals;
 
 namespace {
 
-constexpr std::uint16_t kEmailRecord = 1;
-constexpr std::uint16_t kStopRecord = 2;
-constexpr int kWorkers = 2;
-
-struct Email {
-  const char* to;
-  const char* name;
-  const char* subject;
-};
-
-std::vector<std::byte> encode(const Email& email) {
+std::vector<std::byte> encode(const char* to, const char* subject) {
   flatbuffers::FlatBufferBuilder builder(256);
-  auto message = mailer::CreateSendEmailDirect(builder, email.to, email.name, email.subject,
-                                               "Hello from shmbus.", "");
-  mailer::FinishSendEmailBuffer(builder, message);
+  mailer::FinishSendEmailBuffer(
+      builder, mailer::CreateSendEmailDirect(builder, to, "Ada", subject, "Hello from shmbus.", ""));
   const auto* data = reinterpret_cast<const std::byte*>(builder.GetBufferPointer());
   return {data, data + builder.GetSize()};
 }
 
-// Waits for the reply to each correlation id in `pending` and prints it.
-bool collect_replies(shmbus::Receiver& replies, std::map<std::uint64_t, Email>& pending) {
-  shmbus::MessageBuffer scratch;
-  while (!pending.empty()) {
-    auto delivery = replies.receive(shmbus::deadline_in(5s), shmbus::WaitMode::spin_then_park);
-    if (!delivery) {
-      std::printf("  !! no reply within 5 s (%zu outstanding)\n", pending.size());
-      return false;
+std::vector<pid_t> start_workers(const shmbus::Bus& bus, int count) {
+  const std::string worker = shmbus::demo::own_directory() + "/shmbus_mailer_worker";
+  std::vector<pid_t> pids;
+  for (int i = 0; i < count; ++i) pids.push_back(shmbus::demo::spawn(worker, {"--bus", bus.name()}));
+  return pids;
+}
+
+void stop_workers(std::vector<pid_t>& pids) {
+  for (pid_t pid : pids) ::kill(pid, SIGTERM);
+  for (pid_t pid : pids) (void)shmbus::demo::reap(pid);
+  pids.clear();
+}
+
+bool wait_for_servers(shmbus::Bus& bus, std::size_t count) {
+  const auto until = shmbus::deadline_in(10s);
+  while (shmbus::Clock::now() < until) {
+    for (const auto& s : bus.services()) {
+      if (s.name == "mailer" && s.servers.size() == count) return true;
     }
-    auto sent = delivery->read<mailer::EmailSent>(mailer::EmailSentIdentifier(), scratch);
-    if (!sent) {
-      std::printf("  !! a reply failed verification: %s\n", shmbus::to_string(sent.error()));
-      continue;
-    }
-    const std::uint64_t id = (*sent)->message_id();
-    std::printf("  email %llu '%s' -> worker pid %d: %s\n", static_cast<unsigned long long>(id),
-                pending[id].subject, (*sent)->handled_by_pid(),
-                (*sent)->detail() ? (*sent)->detail()->c_str() : "");
-    pending.erase(id);
+    std::this_thread::sleep_for(1ms);
   }
-  return true;
+  return false;
+}
+
+// 300 calls from 100 threads; returns the count of each outcome.
+std::map<std::string, int> call_storm(shmbus::Service& mailer_service, std::chrono::milliseconds deadline) {
+  std::map<std::string, int> outcomes;
+  std::mutex lock;
+  std::vector<std::thread> callers;
+  const auto email = encode("grace@example.org", "Invoice");
+  for (int t = 0; t < 100; ++t) {
+    callers.emplace_back([&] {
+      for (int i = 0; i < 3; ++i) {
+        auto reply = mailer_service.call(email, {.deadline = shmbus::deadline_in(deadline)});
+        const std::string outcome = reply ? "reply" : shmbus::to_string(reply.error());
+        const std::lock_guard guard(lock);
+        ++outcomes[outcome];
+      }
+    });
+  }
+  for (auto& c : callers) c.join();
+  return outcomes;
+}
+
+void print_outcomes(const std::map<std::string, int>& outcomes) {
+  int total = 0;
+  for (const auto& [name, count] : outcomes) {
+    std::printf("    %-20s %d\n", name.c_str(), count);
+    total += count;
+  }
+  std::printf("    %-20s %d (every call has exactly one outcome)\n", "total", total);
+}
+
+const shmbus::ServiceInfo* find_mailer(const std::vector<shmbus::ServiceInfo>& services) {
+  for (const auto& s : services) {
+    if (s.name == "mailer") return &s;
+  }
+  return nullptr;
 }
 
 int run(shmbus::Bus& bus) {
-  auto requests = bus.create_mailbox("mailer", {.kind = shmbus::layout::RingKind::mpmc,
-                                                .capacity = 256, .max_record = 1024});
-  auto replies_box = bus.create_mailbox("demo-replies", {.capacity = 256, .max_record = 1024});
-  if (!requests || !replies_box) {
-    std::fprintf(stderr, "cannot create mailboxes\n");
-    return 1;
-  }
-  auto replies = replies_box->receiver().value();
+  std::vector<pid_t> workers = start_workers(bus, 1);
+  if (!wait_for_servers(bus, 1)) return std::fprintf(stderr, "the worker did not start\n"), 1;
+  auto service = bus.service("mailer");
+  if (!service) return std::fprintf(stderr, "%s\n", service.error().message().c_str()), 1;
 
-  const std::string worker = shmbus::demo::own_directory() + "/shmbus_mailer_worker";
-  std::vector<pid_t> workers;
-  for (int i = 0; i < kWorkers; ++i) {
-    workers.push_back(shmbus::demo::spawn(
-        worker, {"--bus", bus.name(), "--mailbox", "mailer", "--replies", "demo-replies"}));
+  std::printf("1. one mailer server (5 ms per email), 100 callers, 300 calls, 200 ms deadlines:\n");
+  print_outcomes(call_storm(*service, 200ms));
+  // The server is still skipping the requests whose callers gave up: let it
+  // reach the end of the queue, so both ledgers cover the same 300 calls.
+  const auto settled = shmbus::deadline_in(10s);
+  auto before = find_mailer(bus.services())->totals;
+  while (before.calls + before.expired_skipped < 300 && shmbus::Clock::now() < settled) {
+    std::this_thread::sleep_for(1ms);
+    before = find_mailer(bus.services())->totals;
   }
-  std::printf("bus '%s': %d mailer workers (pids %d, %d) share the mailbox 'mailer'\n\n",
-              bus.name().c_str(), kWorkers, workers[0], workers[1]);
+  std::printf("    server side: ran %llu calls, skipped %llu whose callers had given up "
+              "(expired_skipped), %llu late replies\n\n",
+              static_cast<unsigned long long>(before.calls),
+              static_cast<unsigned long long>(before.expired_skipped),
+              static_cast<unsigned long long>(before.late_replies));
 
-  const std::vector<Email> emails = {
-      {"ada@example.org", "Ada", "Welcome"},        {"grace@example.org", "Grace", "Invoice"},
-      {"linus@example.org", "Linus", "Reminder"},   {"barbara@example.org", "Barbara", "Receipt"},
-      {"edsger@example.org", "Edsger", "Newsletter"}, {"ken@example.org", "Ken", "crash"},
-  };
-  std::map<std::uint64_t, Email> pending;
-  std::printf("sending %zu emails (the last one's subject makes its worker die holding it):\n",
-              emails.size());
-  for (std::size_t i = 0; i < emails.size(); ++i) {
-    const std::uint64_t id = i + 1;
-    const auto bytes = encode(emails[i]);
-    if (auto sent = requests->send(bytes, shmbus::deadline_in(1s),
-                                   {.type = kEmailRecord, .correlation = id});
-        !sent) {
-      std::printf("  email %llu refused: %s\n", static_cast<unsigned long long>(id),
-                  shmbus::to_string(sent.error()));
-      continue;
-    }
-    pending[id] = emails[i];
+  auto more = start_workers(bus, 7);
+  workers.insert(workers.end(), more.begin(), more.end());
+  if (!wait_for_servers(bus, 8)) return std::fprintf(stderr, "the pool did not start\n"), 1;
+  std::printf("2. a pool of 8 mailer processes behind the same name, 2 s deadlines:\n");
+  print_outcomes(call_storm(*service, 2s));
+
+  std::printf("\n3. a worker dies (kill -9) while running a call, then while running a cast:\n");
+  const auto start = shmbus::Clock::now();
+  auto crashed = service->call(encode("ken@example.org", "crash"), {.deadline = shmbus::deadline_in(30s)});
+  const auto took = std::chrono::duration_cast<std::chrono::milliseconds>(shmbus::Clock::now() - start);
+  std::printf("    call: %s after %lld ms (deadline was 30 s)\n",
+              crashed ? "reply" : shmbus::to_string(crashed.error()), static_cast<long long>(took.count()));
+  (void)service->cast(encode("linus@example.org", "crash"), {.deadline = shmbus::deadline_in(1s)});
+  const auto until = shmbus::deadline_in(10s);
+  while (find_mailer(bus.services())->totals.casts == 0 && shmbus::Clock::now() < until) {
+    std::this_thread::sleep_for(1ms);
   }
-  const bool all_replied = collect_replies(replies, pending);
 
-  std::printf("\nstopping the workers:\n");
-  std::vector<pid_t> alive;
-  for (pid_t pid : workers) {
+  for (pid_t& pid : workers) {
     if (auto ended = shmbus::demo::reap_if_ended(pid)) {
-      std::printf("  worker %d already %s (it died holding the 'crash' email)\n", pid, ended->c_str());
-    } else {
-      alive.push_back(pid);
+      std::printf("    worker %d %s\n", pid, ended->c_str());
+      pid = -1;
     }
   }
-  for (std::size_t i = 0; i < alive.size(); ++i) {
-    (void)requests->send({}, shmbus::deadline_in(1s), {.type = kStopRecord});
-  }
-  for (pid_t pid : alive) std::printf("  worker %d %s\n", pid, shmbus::demo::reap(pid).c_str());
-
-  const shmbus::MailboxCounters c = requests->counters();
-  std::printf("\nmailbox 'mailer': claimed %llu, consumed %llu, redelivered %llu, "
-              "sender_aborted %llu, bad_messages %llu, mailbox_full refusals %llu\n",
-              static_cast<unsigned long long>(c.claimed), static_cast<unsigned long long>(c.consumed),
-              static_cast<unsigned long long>(c.redelivered),
-              static_cast<unsigned long long>(c.sender_aborted),
-              static_cast<unsigned long long>(c.bad_messages),
-              static_cast<unsigned long long>(c.full_refusals));
-  std::printf("%s\n", all_replied ? "every email was answered: nothing was lost."
-                                  : "SOME EMAILS WERE NOT ANSWERED");
-  return all_replied ? 0 : 1;
+  std::erase(workers, -1);
+  stop_workers(workers);
+  (void)bus.reclaim_dead();
+  const auto* s = find_mailer(bus.services());
+  const auto& t = s->totals;
+  std::printf("\nservice 'mailer': calls %llu, casts %llu, replies %llu, expired_skipped %llu, "
+              "late_replies %llu, redelivered %llu, dead_lettered %llu, bad_messages %llu, "
+              "server_crashed %llu, queued %llu\n",
+              static_cast<unsigned long long>(t.calls), static_cast<unsigned long long>(t.casts),
+              static_cast<unsigned long long>(t.replies),
+              static_cast<unsigned long long>(t.expired_skipped),
+              static_cast<unsigned long long>(t.late_replies),
+              static_cast<unsigned long long>(t.redelivered),
+              static_cast<unsigned long long>(t.dead_lettered),
+              static_cast<unsigned long long>(t.bad_messages),
+              static_cast<unsigned long long>(
+                  s->outcomes[static_cast<std::size_t>(shmbus::Errc::server_crashed)]),
+              static_cast<unsigned long long>(s->depth));
+  const bool ok = !crashed && crashed.error() == shmbus::Errc::server_crashed && t.redelivered >= 1;
+  std::printf("%s\n", ok ? "nothing was lost silently." : "UNEXPECTED OUTCOME");
+  return ok ? 0 : 1;
 }
 
 }  // namespace
 
 int main() {
   const std::string name = "demo-" + std::to_string(::getpid());
-  auto bus = shmbus::Bus::create(name, {.label = "demo"});
+  auto bus = shmbus::Bus::create(name, {.label = "demo", .max_in_flight = 256});
   if (!bus) {
     std::fprintf(stderr, "shmbus_demo: %s\n", bus.error().message().c_str());
     return 1;

@@ -1,17 +1,20 @@
-// shmbus_mailer_worker --bus NAME --mailbox NAME --replies NAME
+// shmbus_mailer_worker --bus NAME [--service mailer] [--delay-ms 5]
 //
-// The example mailer server: takes SendEmail records from a (pool) mailbox
-// one at a time, verifies each, "sends" it, and answers with an EmailSent
-// record in the caller's reply mailbox, correlated by the request's
-// correlation word. Record type 2 asks it to stop. A subject of "crash"
-// makes it die with SIGKILL while it holds the record, on first delivery
-// only: the demo shows the record going to a sibling, marked redelivered.
+// The example mailer server: joins the service's pool and answers each
+// SendEmail call with an EmailSent reply after "sending" it (a sleep of
+// --delay-ms stands for the SMTP round trip). Casts are sent the same way,
+// without a reply. A subject of "crash" makes the worker die with SIGKILL
+// while it runs the message (on first delivery only): the demo shows the
+// caller getting server_crashed at once, and a cast going to a sibling.
+// SIGTERM or SIGINT: finish the message in hand, leave the pool, exit 0.
 #include <signal.h>
 #include <unistd.h>
 
+#include <chrono>
 #include <cstdio>
 #include <cstring>
 #include <string>
+#include <thread>
 
 #include <shmbus/schemas/mailer_generated.h>
 #include <shmbus/schemas/mailer_reply_generated.h>
@@ -19,69 +22,83 @@
 #include "shmbus/shmbus.hpp"
 
 namespace mailer = shmbus::examples::mailer;
-using namespace std::chrono_literals;
 
 namespace {
 
-constexpr std::uint16_t kStopRecord = 2;
+shmbus::Server* g_server = nullptr;
 
-std::string arg(int argc, char** argv, const char* name) {
+void on_stop_signal(int) {
+  if (g_server != nullptr) g_server->stop();  // async-signal-safe: one atomic store
+}
+
+std::string arg(int argc, char** argv, const char* name, const char* fallback) {
   for (int i = 1; i + 1 < argc; ++i) {
     if (std::strcmp(argv[i], name) == 0) return argv[i + 1];
   }
-  return {};
+  return fallback;
 }
 
-int fail(const std::string& what) {
-  std::fprintf(stderr, "mailer_worker[%d]: %s\n", ::getpid(), what.c_str());
-  return 1;
-}
+class Mailer : public shmbus::Handler {
+ public:
+  explicit Mailer(std::chrono::milliseconds delay) : delay_(delay) {}
 
-shmbus::Expected<void> reply(shmbus::Mailbox& replies, std::uint64_t correlation,
-                             mailer::Delivery status, const std::string& detail) {
-  flatbuffers::FlatBufferBuilder builder(256);
-  auto sent = mailer::CreateEmailSentDirect(builder, correlation, status, detail.c_str(), ::getpid());
-  mailer::FinishEmailSentBuffer(builder, sent);
-  const std::span<const std::byte> bytes{reinterpret_cast<const std::byte*>(builder.GetBufferPointer()),
-                                         builder.GetSize()};
-  return replies.send(bytes, shmbus::deadline_in(1s), {.type = 1, .correlation = correlation});
-}
+  void handle_call(const shmbus::Request& request, shmbus::ReplyWriter& reply) override {
+    const std::string detail = send(request);
+    builder_.Clear();
+    auto sent = mailer::CreateEmailSentDirect(builder_, request.info().position,
+                                              mailer::Delivery::Sent, detail.c_str(), ::getpid());
+    mailer::FinishEmailSentBuffer(builder_, sent);
+    (void)reply.assign({reinterpret_cast<const std::byte*>(builder_.GetBufferPointer()),
+                        builder_.GetSize()});
+  }
+  void handle_cast(const shmbus::Request& request) override {
+    const std::string detail = send(request);
+    std::printf("[worker %d] cast: %s\n", ::getpid(), detail.c_str());
+    std::fflush(stdout);
+  }
+
+ private:
+  std::string send(const shmbus::Request& request) {
+    const auto* email = request.root<mailer::SendEmail>();  // verified by the server loop
+    const std::string subject = email->subject() ? email->subject()->str() : "";
+    if (subject == "crash" && !request.info().redelivered) ::kill(::getpid(), SIGKILL);
+    std::this_thread::sleep_for(delay_);
+    const std::string to = email->to_email() ? email->to_email()->str() : "?";
+    return "sent to " + to +
+           (request.info().redelivered
+                ? " (redelivered, delivery " + std::to_string(request.info().deliveries) + ")"
+                : "");
+  }
+  std::chrono::milliseconds delay_;
+  flatbuffers::FlatBufferBuilder builder_{256};
+};
 
 }  // namespace
 
 int main(int argc, char** argv) {
-  const std::string bus_name = arg(argc, argv, "--bus");
+  const std::string bus_name = arg(argc, argv, "--bus", "");
+  const std::string service = arg(argc, argv, "--service", "mailer");
+  const std::chrono::milliseconds delay{std::atol(arg(argc, argv, "--delay-ms", "5").c_str())};
   auto bus = shmbus::Bus::attach(bus_name, {.label = "mailer-worker"});
-  if (!bus) return fail(bus.error().message());
-  auto requests = bus->open_mailbox(arg(argc, argv, "--mailbox"));
-  auto replies = bus->open_mailbox(arg(argc, argv, "--replies"));
-  if (!requests || !replies) return fail("cannot open the mailboxes");
-  auto receiver = requests->receiver();
-  if (!receiver) return fail(receiver.error().message());
-  std::printf("[worker %d] serving '%s'\n", ::getpid(), requests->name().c_str());
-  std::fflush(stdout);
-
-  shmbus::MessageBuffer scratch;
-  for (;;) {
-    auto delivery = receiver->receive(shmbus::deadline_in(1s), shmbus::WaitMode::spin_then_park);
-    if (!delivery) continue;  // `empty`: nothing within a second; keep serving
-    const shmbus::RecordInfo info = delivery->info();
-    if (info.type == kStopRecord) return 0;
-    auto email = delivery->read<mailer::SendEmail>(mailer::SendEmailIdentifier(), scratch);
-    if (!email) {
-      (void)reply(*replies, info.correlation, mailer::Delivery::Rejected, "bad_message");
-      continue;
-    }
-    const std::string subject = (*email)->subject() ? (*email)->subject()->str() : "";
-    if (subject == "crash" && !info.redelivered) ::kill(::getpid(), SIGKILL);  // dies holding it
-    const std::string to = (*email)->to_email() ? (*email)->to_email()->str() : "?";
-    const std::string detail = "sent to " + to + (info.redelivered ? " (redelivered, delivery " +
-                                                                         std::to_string(info.deliveries) + ")"
-                                                                   : "");
-    delivery->done();  // consumed: the cell is free before the reply goes out
-    if (auto sent = reply(*replies, info.correlation, mailer::Delivery::Sent, detail); !sent) {
-      std::fprintf(stderr, "mailer_worker[%d]: reply refused: %s\n", ::getpid(),
-                   shmbus::to_string(sent.error()));
-    }
+  if (!bus) {
+    std::fprintf(stderr, "mailer_worker: %s\n", bus.error().message().c_str());
+    return 1;
   }
+  const shmbus::ServiceOptions options{
+      .schema = shmbus::ServiceSchema::of<mailer::SendEmail, mailer::EmailSent>(
+          mailer::SendEmailIdentifier(), mailer::EmailSentIdentifier(), "examples/mailer.fbs")};
+  auto server = shmbus::Server::start(*bus, service, options);
+  if (!server) {
+    std::fprintf(stderr, "mailer_worker: %s\n", server.error().message().c_str());
+    return 1;
+  }
+  g_server = &*server;
+  struct sigaction action {};
+  action.sa_handler = on_stop_signal;
+  sigaction(SIGTERM, &action, nullptr);
+  sigaction(SIGINT, &action, nullptr);
+  Mailer handler(delay);
+  (void)server->serve(handler, {.mode = shmbus::WaitMode::spin_then_park});
+  g_server = nullptr;
+  return 0;
 }

@@ -283,8 +283,10 @@ void Server::handle_call(Handler& handler, Delivery& delivery) noexcept {
   const std::uint64_t pending = layout::call_control(CallState::pending, 0, generation);
   std::uint64_t control = pending;
   auto skipped = [&] {
-    // Decided without us: cancelled at its deadline, taken by a server that
-    // died (its caller got server_crashed), or its caller is gone.
+    // Decided without us: cancelled at its deadline, or its caller is gone.
+    // A redelivered call was taken by a server that died: its caller got
+    // server_crashed, and `redelivered` already counts it.
+    if (info.redelivered) return;
     auto& counters = s.counters();
     count(s.core().table().is_alive(caller) ? counters.expired_skipped : counters.caller_gone);
   };
