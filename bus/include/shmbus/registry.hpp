@@ -15,6 +15,7 @@
 #pragma once
 
 #include <array>
+#include <chrono>
 #include <cstdint>
 #include <span>
 #include <string>
@@ -65,6 +66,12 @@ struct ServerCounters {
   std::uint64_t busy_ns = 0;
   std::array<std::uint64_t, 16> latency{};  // handler time: bucket i counts < 2^i µs
 };
+
+// The handler time below which a fraction `q` (0 … 1) of the counted
+// messages fell, read from the histogram: the upper bound of the bucket that
+// holds the q-quantile (so within a factor of two). Zero when nothing counted.
+[[nodiscard]] std::chrono::microseconds latency_quantile(const ServerCounters& counters,
+                                                         double q) noexcept;
 
 struct ServerInfo {
   int pid = 0;

@@ -29,6 +29,19 @@ std::uint64_t detail::schema_hash(std::string_view request_type, const char* req
   return h == 0 ? 1 : h;
 }
 
+std::chrono::microseconds latency_quantile(const ServerCounters& counters, double q) noexcept {
+  std::uint64_t total = 0;
+  for (const std::uint64_t n : counters.latency) total += n;
+  if (total == 0) return std::chrono::microseconds{0};
+  const auto rank = static_cast<std::uint64_t>(q * static_cast<double>(total - 1)) + 1;
+  std::uint64_t seen = 0;
+  for (std::size_t i = 0; i < counters.latency.size(); ++i) {
+    seen += counters.latency[i];
+    if (seen >= rank) return std::chrono::microseconds{std::uint64_t{1} << i};
+  }
+  return std::chrono::microseconds{std::uint64_t{1} << (counters.latency.size() - 1)};
+}
+
 namespace detail {
 
 using layout::ServerState;
