@@ -104,7 +104,8 @@ class PendingCall {
 
   // The outcome if there is one now, else `empty`. Once an outcome has been
   // returned, further calls return it again only for errors; a Reply is
-  // handed out once.
+  // handed out once. Learns of a dead server at most kParkRecheckInterval
+  // after the previous check (one system call per interval, not per poll).
   [[nodiscard]] Expected<Reply> poll() noexcept;
   // Waits for the outcome until the call's deadline (then timeout_not_started
   // or timeout_in_progress, returned at the deadline, not later). While a
@@ -131,6 +132,7 @@ class PendingCall {
   WaitMode mode_ = WaitMode::spin_then_park;
   bool finished_ = false;
   Errc outcome_ = Errc::empty;
+  Deadline next_taker_check_{};  // poll() asks the kernel at most once per interval
 };
 
 // A client's handle to one service. Cheap to copy.

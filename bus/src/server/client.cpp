@@ -171,7 +171,8 @@ PendingCall::PendingCall(PendingCall&& other) noexcept
       deadline_(other.deadline_),
       mode_(other.mode_),
       finished_(other.finished_),
-      outcome_(other.outcome_) {
+      outcome_(other.outcome_),
+      next_taker_check_(other.next_taker_check_) {
   other.finished_ = true;
 }
 
@@ -185,6 +186,7 @@ PendingCall& PendingCall::operator=(PendingCall&& other) noexcept {
     mode_ = other.mode_;
     finished_ = other.finished_;
     outcome_ = other.outcome_;
+    next_taker_check_ = other.next_taker_check_;
     other.finished_ = true;
   }
   return *this;
@@ -196,7 +198,10 @@ PendingCall::~PendingCall() {
 
 Expected<Reply> PendingCall::poll() noexcept {
   if (finished_) return tl::unexpected(outcome_);
-  return step(false, true);
+  const Deadline now = Clock::now();
+  const bool check_taker = now >= next_taker_check_;
+  if (check_taker) next_taker_check_ = now + kParkRecheckInterval;
+  return step(false, check_taker);
 }
 
 Expected<Reply> PendingCall::cancel() noexcept {
