@@ -102,9 +102,10 @@ class PendingCall {
   PendingCall& operator=(PendingCall&& other) noexcept;
   ~PendingCall();
 
-  // The outcome if there is one now, else `empty`. Once an outcome has been
-  // returned, further calls return it again only for errors; a Reply is
-  // handed out once. Learns of a dead server at most kParkRecheckInterval
+  // The outcome if there is one now, else `empty`; at or after the deadline
+  // it gives the call up (as cancel()). Once an outcome has been returned,
+  // further calls return it again for errors; a Reply is handed out once,
+  // and poll/wait/cancel return `empty` after it. Learns of a dead server at most kParkRecheckInterval
   // after the previous check (one system call per interval, not per poll).
   [[nodiscard]] Expected<Reply> poll() noexcept;
   // Waits for the outcome until the call's deadline (then timeout_not_started
@@ -113,7 +114,9 @@ class PendingCall {
   // its death ends the call in server_crashed then, not at the deadline.
   [[nodiscard]] Expected<Reply> wait() noexcept;
   // Gives up now: timeout_not_started if no server has taken the call (it
-  // never will), timeout_in_progress if one runs it, or the outcome that came first.
+  // never will), timeout_in_progress if one runs it, or the outcome that came
+  // first. A call given up is counted under that outcome in the service's
+  // outcomes, like a deadline.
   [[nodiscard]] Expected<Reply> cancel() noexcept;
 
   [[nodiscard]] Deadline deadline() const noexcept { return deadline_; }

@@ -35,6 +35,7 @@
 #include <string>
 
 #include "shmbus/bus.hpp"
+#include "shmbus/layout/calls.hpp"
 #include "shmbus/mailbox.hpp"
 #include "shmbus/registry.hpp"
 #include "shmbus/wait.hpp"
@@ -135,6 +136,10 @@ class Server {
   void handle(Handler& handler, Delivery& delivery) noexcept;
   void handle_call(Handler& handler, Delivery& delivery) noexcept;
   void handle_cast(Handler& handler, Delivery& delivery) noexcept;
+  void finish_call(layout::CallSlotHeader& slot, layout::ProcessDoorbell& doorbell,
+                   std::uint32_t caller, std::uint64_t generation, std::size_t length) noexcept;
+  void count_skipped(const RecordInfo& info, std::uint64_t control,
+                     std::uint64_t generation) noexcept;
   std::unique_ptr<State> state_;
 };
 

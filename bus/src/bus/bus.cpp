@@ -162,12 +162,7 @@ bool Bus::trusted() const noexcept { return core_->trusted(); }
 ProcessRef Bus::self() const noexcept { return core_->table().self(); }
 bool Bus::is_alive(ProcessRef ref) const noexcept { return core_->table().is_alive(ref.value); }
 std::vector<ProcessInfo> Bus::processes() const { return core_->table().snapshot(); }
-std::uint32_t Bus::reclaim_dead() noexcept {
-  auto& core = *core_;
-  return core.table().reclaim_dead([&core](std::uint32_t slot) {
-    detail::CallSlots::sweep(core.control(), core.table(), slot);
-  });
-}
+std::uint32_t Bus::reclaim_dead() noexcept { return core_->reclaim_dead(); }
 
 Result<Mailbox> Bus::create_mailbox(std::string_view name, MailboxOptions options) {
   if (auto ok = check_name(name, "mailbox"); !ok) return tl::unexpected(ok.error());

@@ -69,6 +69,11 @@ Result<void> BusCore::join(std::string_view label) {
   return {};
 }
 
+std::uint32_t BusCore::reclaim_dead() noexcept {
+  return table_->reclaim_dead(
+      [this](std::uint32_t slot) { CallSlots::sweep(*control_view_, *table_, slot); });
+}
+
 bool BusCore::trusted() const noexcept {
   return (control_.header().flags & layout::kSegmentTrusted) != 0;
 }

@@ -28,6 +28,8 @@ class BusCore {
   [[nodiscard]] const ControlView& control() const noexcept { return *control_view_; }
   [[nodiscard]] CallSlots& call_slots() noexcept { return *call_slots_; }
   [[nodiscard]] Registry& registry() noexcept { return *registry_; }
+  // Frees dead processes' slots and recycles their call slots (Bus::reclaim_dead).
+  std::uint32_t reclaim_dead() noexcept;
   [[nodiscard]] bool trusted() const noexcept;
   [[nodiscard]] std::string mailbox_shm_name(std::string_view mailbox) const;
 

@@ -17,15 +17,20 @@ CallSlots::CallSlots(const ControlView& view, ProcessTable& table)
 
 void CallSlots::sweep(const ControlView& view, const ProcessTable& table,
                       std::uint32_t process) noexcept {
+  // A process killed while parked leaves its waiter counts up: reset them,
+  // or servers would make a wake call per outcome for nobody.
+  store_relaxed(view.doorbell(process).waiters, std::uint32_t{0});
   for (std::uint32_t i = 0; i < view.calls_per_process(); ++i) {
     auto& s = view.call_slot(process, i);
+    store_relaxed(s.waiters, std::uint32_t{0});
     std::uint64_t control = load_acquire(s.control);
     const CallState state = layout::call_state(control);
     if (state == CallState::free) continue;
     const bool server_may_write = state == CallState::taken || state == CallState::abandoned;
     if (server_may_write && table.is_alive(layout::call_who(control))) continue;
-    const std::uint64_t freed = layout::call_control(
-        CallState::free, 0, (layout::call_generation(control) + 1) & layout::kCallGenerationMask);
+    const std::uint64_t freed =
+        layout::call_control(CallState::free, layout::kFreedCallerGone,
+                             (layout::call_generation(control) + 1) & layout::kCallGenerationMask);
     if (!compare_exchange(s.control, control, freed)) continue;  // a server decided first
     const std::uint32_t service = load_relaxed(s.service);
     if (service == 0 || service > layout::kMaxServices) continue;
@@ -63,7 +68,10 @@ bool CallSlots::recycle(std::uint32_t index, std::uint64_t& generation) noexcept
     // Left by a dead owner of our process slot, or by a server that died:
     // nobody can still write it. A server racing us for a PENDING one wins
     // or loses on this CAS.
-    const std::uint64_t freed = layout::call_control(CallState::free, 0, generation + 1);
+    // An abandoned call of ours whose server died; else a previous owner's.
+    const std::uint32_t why =
+        state == CallState::abandoned ? layout::kFreedNormally : layout::kFreedCallerGone;
+    const std::uint64_t freed = layout::call_control(CallState::free, why, generation + 1);
     if (compare_exchange(s.control, control, freed)) {
       generation = (generation + 1) & layout::kCallGenerationMask;
       return true;
@@ -74,7 +82,7 @@ bool CallSlots::recycle(std::uint32_t index, std::uint64_t& generation) noexcept
 void CallSlots::free(CallTicket ticket) noexcept {
   // release: the next call's writes to the slot cannot be seen before this.
   store_release(slot(ticket.index).control,
-                layout::call_control(CallState::free, 0, ticket.generation + 1));
+                layout::call_control(CallState::free, layout::kFreedNormally, ticket.generation + 1));
   in_use_[ticket.index].store(0, std::memory_order_release);
 }
 
@@ -90,13 +98,23 @@ void CallSlots::mark_answered(std::uint32_t index) noexcept {
   in_use_[index].store(2, std::memory_order_release);
 }
 
-CallSlots::Attention CallSlots::attention(bool check_takers) const noexcept {
+CallSlots::Attention CallSlots::attention(bool check_takers, Deadline& earliest) const noexcept {
   Attention result = Attention::none;
+  earliest = Deadline::max();
+  const Deadline now = Clock::now();
   for (std::uint32_t i = 0; i < count_; ++i) {
     if (in_use_[i].load(std::memory_order_acquire) != 1) continue;
     const std::uint64_t control = load_seq_cst(slot(i).control);
     const CallState state = layout::call_state(control);
+    if (state == CallState::free) continue;  // being sent right now
     if (state != CallState::pending && state != CallState::taken) return Attention::ready;
+    const std::uint64_t deadline_ns = load_relaxed(slot(i).deadline_ns);
+    const Deadline deadline =
+        deadline_ns >= static_cast<std::uint64_t>(Deadline::max().time_since_epoch().count())
+            ? Deadline::max()
+            : Deadline(std::chrono::nanoseconds(deadline_ns));
+    if (deadline <= now) return Attention::ready;  // poll() gives it up now
+    earliest = std::min(earliest, deadline);
     if (state == CallState::taken && check_takers && !table_.is_alive(layout::call_who(control))) {
       return Attention::ready;
     }

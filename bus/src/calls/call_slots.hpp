@@ -19,6 +19,7 @@
 #include "bus/control.hpp"
 #include "process/process_table.hpp"
 #include "shmbus/error.hpp"
+#include "shmbus/wait.hpp"
 
 namespace shmbus::detail {
 
@@ -43,10 +44,11 @@ class CallSlots {
   void mark_answered(std::uint32_t index) noexcept;
 
   // What the calls in flight (outcome not handed out yet) need: `ready` when
-  // one has an outcome to collect (or, with `check_takers`, its server
-  // died), `in_flight` when some are undecided, `none` when there are none.
+  // one has an outcome to collect, reached its deadline, or (with
+  // `check_takers`) lost its server; `in_flight` when some are undecided
+  // (`earliest` receives the first of their deadlines); `none` otherwise.
   enum class Attention { none, in_flight, ready };
-  [[nodiscard]] Attention attention(bool check_takers) const noexcept;
+  [[nodiscard]] Attention attention(bool check_takers, Deadline& earliest) const noexcept;
   [[nodiscard]] layout::ProcessDoorbell& doorbell() const noexcept {
     return view_.doorbell(process_slot_);
   }

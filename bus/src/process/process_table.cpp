@@ -113,6 +113,9 @@ bool ProcessTable::is_alive(std::uint32_t ref) const noexcept {
 }
 
 std::uint32_t ProcessTable::reclaim_dead(const std::function<void(std::uint32_t)>& on_reclaimed) noexcept {
+  // OFD locks never conflict within one open file description: two threads of
+  // this process could both "hold" a dead slot's byte. One reaper at a time.
+  const std::lock_guard one_reaper(reclaim_mutex_);
   std::uint32_t reclaimed = 0;
   for (std::uint32_t i = 0; i < capacity_; ++i) {
     std::uint64_t state = load_acquire(slots_[i].state);
@@ -126,7 +129,7 @@ std::uint32_t ProcessTable::reclaim_dead(const std::function<void(std::uint32_t)
     if (compare_exchange(slots_[i].state, state, freed)) {
       fetch_add(header_->reclaimed, std::uint64_t{1});
       ++reclaimed;
-      if (on_reclaimed) on_reclaimed(i);
+      if (on_reclaimed && locked) on_reclaimed(i);
     }
     if (locked) ofd_unlock(lock_fd_, i);
   }

@@ -8,6 +8,7 @@
 
 #include <cstdint>
 #include <functional>
+#include <mutex>
 #include <span>
 #include <string_view>
 #include <vector>
@@ -68,6 +69,7 @@ class ProcessTable {
   std::uint32_t self_generation_ = 0;
   std::uint32_t epoch_ = 0;
   ProcessRef self_{};
+  std::mutex reclaim_mutex_;
 };
 
 // The next generation whose low 14 bits are not 0, so a process reference is never 0.

@@ -194,19 +194,34 @@ Result<std::uint32_t> Registry::register_service(const std::shared_ptr<BusCore>&
   std::memset(&service.counters, 0, sizeof service.counters);
   std::memset(&service.servers, 0, sizeof service.servers);
   const std::string shown(name);
-  auto pool = fresh_mailbox(core, pool_shm_name(*core, name), shown + "~pool",
-                            {layout::RingKind::mpmc, options.mailbox_capacity, options.max_record});
-  if (!pool) return tl::unexpected(pool.error());
-  auto dead = fresh_mailbox(core, dead_letter_shm_name(*core, name), shown + "~dead",
-                            {layout::RingKind::mpmc, options.dead_letter_capacity,
-                             options.max_record});
-  if (!dead) return tl::unexpected(dead.error());
+  std::vector<std::string> made;
+  auto give_up = [&](const Error& error) -> Result<std::uint32_t> {
+    // Leave nothing half-made: the entry is free again, its segments gone.
+    for (const auto& shm : made) (void)Segment::remove(shm, Errc::no_such_mailbox);
+    store_release(service.identity.state, service_state(generation, ServiceState::free));
+    return tl::unexpected(error);
+  };
+  auto make = [&](const std::string& shm, const std::string& shown_name, MailboxOptions o) {
+    auto result = fresh_mailbox(core, shm, shown_name, o);
+    if (result) made.push_back(shm);
+    return result;
+  };
+  if (auto pool = make(pool_shm_name(*core, name), shown + "~pool",
+                       {layout::RingKind::mpmc, options.mailbox_capacity, options.max_record});
+      !pool) {
+    return give_up(pool.error());
+  }
+  if (auto dead = make(dead_letter_shm_name(*core, name), shown + "~dead",
+                       {layout::RingKind::mpmc, options.dead_letter_capacity, options.max_record});
+      !dead) {
+    return give_up(dead.error());
+  }
   for (std::uint32_t p = 0; p < options.partitions; ++p) {
-    auto partition = fresh_mailbox(core, partition_shm_name(*core, name, p),
-                                   shown + "~k" + std::to_string(p),
-                                   {layout::RingKind::mpsc, options.mailbox_capacity,
-                                    options.max_record});
-    if (!partition) return tl::unexpected(partition.error());
+    if (auto partition = make(partition_shm_name(*core, name, p), shown + "~k" + std::to_string(p),
+                              {layout::RingKind::mpsc, options.mailbox_capacity, options.max_record});
+        !partition) {
+      return give_up(partition.error());
+    }
   }
   SHMBUS_TEST_HOOK(registry_before_live);
   write_identity(service.identity, name, options);
@@ -263,6 +278,12 @@ void Registry::set_leaving(std::uint32_t index, std::uint32_t entry) noexcept {
 
 void Registry::leave(std::uint32_t index, std::uint32_t entry) {
   RobustLock lock(mutex_);
+  if (!lock.result()) {
+    // Unrecoverable mutex: leave the entry to be retired as dead later.
+    store_relaxed(view_.service(index).servers[entry].state,
+                  static_cast<std::uint32_t>(ServerState::leaving));
+    return;
+  }
   ServiceEntry& service = view_.service(index);
   layout::ServerEntry& server = service.servers[entry];
   if (load_acquire(server.owner) == table_.self().value) retire(service, server);

@@ -201,7 +201,7 @@ Expected<Reply> PendingCall::poll() noexcept {
   const Deadline now = Clock::now();
   const bool check_taker = now >= next_taker_check_;
   if (check_taker) next_taker_check_ = now + kParkRecheckInterval;
-  return step(false, check_taker);
+  return step(now >= deadline_, check_taker);
 }
 
 Expected<Reply> PendingCall::cancel() noexcept {
@@ -222,7 +222,11 @@ Expected<Reply> PendingCall::step(bool give_up, bool check_taker) noexcept {
   };
   std::uint64_t control = load_acquire(slot.control);
   for (;;) {
-    if (layout::call_generation(control) != generation_) return finish(Errc::server_crashed, false);
+    if (layout::call_generation(control) != generation_) {
+      // Only we free our slot: another process wrote what it must not.
+      slots.forget(index_);
+      return finish(Errc::server_crashed, false);
+    }
     switch (layout::call_state(control)) {
       case CallState::replied: {
         // acquire (above): pairs with the server's REPLIED CAS; length and bytes are final.
@@ -235,12 +239,14 @@ Expected<Reply> PendingCall::step(bool give_up, bool check_taker) noexcept {
       case CallState::expired: return finish(Errc::timeout_not_started, true);
       case CallState::failed: {
         const auto code = static_cast<Errc>(layout::call_who(control));
-        const bool known = code == Errc::bad_message || code == Errc::record_too_large;
+        const bool known = code == Errc::bad_message || code == Errc::record_too_large ||
+                           code == Errc::server_crashed;
         return finish(known ? code : Errc::bad_message, true);
       }
       case CallState::pending: {
         if (!give_up) return tl::unexpected(Errc::empty);
-        const std::uint64_t freed = layout::call_control(CallState::free, 0, generation_ + 1);
+        const std::uint64_t freed =
+            layout::call_control(CallState::free, layout::kFreedCancelled, generation_ + 1);
         if (compare_exchange(slot.control, control, freed)) {
           slots.forget(index_);
           return finish(Errc::timeout_not_started, false);
@@ -249,7 +255,8 @@ Expected<Reply> PendingCall::step(bool give_up, bool check_taker) noexcept {
       }
       case CallState::taken: {
         if (check_taker && !slots.table().is_alive(layout::call_who(control))) {
-          const std::uint64_t freed = layout::call_control(CallState::free, 0, generation_ + 1);
+          const std::uint64_t freed =
+              layout::call_control(CallState::free, layout::kFreedTakerDied, generation_ + 1);
           if (compare_exchange(slot.control, control, freed)) {
             slots.forget(index_);
             return finish(Errc::server_crashed, false);
@@ -280,9 +287,11 @@ Expected<Reply> PendingCall::wait() noexcept {
   Deadline next_check = Clock::now() + kParkRecheckInterval;
   bool check_taker = false;
   for (;;) {
+    // Read before step() looks: an outcome that lands after this read makes
+    // the park below return at once (the word differs from `seen`).
+    const std::uint64_t seen = load_acquire(slot.control);
     auto outcome = step(false, check_taker);
     if (outcome || outcome.error() != Errc::empty) return outcome;
-    const std::uint64_t seen = load_acquire(slot.control);
     Deadline now = Clock::now();
     if (now >= deadline_) return step(true, true);
     check_taker = now >= next_check;

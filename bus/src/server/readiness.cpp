@@ -66,11 +66,14 @@ struct Readiness::State {
       std::atomic_thread_fence(std::memory_order_seq_cst);  // waiters++ before the re-look
       const bool check_takers = Clock::now() >= next_check;
       if (check_takers) next_check = Clock::now() + kParkRecheckInterval;
-      const auto attention = slots.attention(check_takers);
+      Deadline earliest{};
+      const auto attention = slots.attention(check_takers, earliest);
       if (attention != CallSlots::Attention::ready && !stop.load(std::memory_order_acquire)) {
-        // Idle (no calls in flight): no timeout at all.
-        const Deadline until =
-            attention == CallSlots::Attention::none ? Deadline::max() : next_check;
+        // Idle (no calls in flight): no timeout at all. Else wake for the
+        // liveness check or the first deadline, whichever comes first.
+        const Deadline until = attention == CallSlots::Attention::none
+                                   ? Deadline::max()
+                                   : std::min(next_check, earliest);
         detail::futex_wait(&doorbell.seq, rung, until);
       }
       detail::fetch_sub(doorbell.waiters, std::uint32_t{1});

@@ -18,6 +18,14 @@ namespace shmbus {
 using namespace detail;  // the shared-word helpers of detail/atomic.hpp
 using layout::CallState;
 
+namespace {
+// One scan of the process table (a system call per live process) per second
+// per server: dead callers are found within a second, at a negligible cost.
+constexpr std::chrono::seconds kReclaimInterval{1};
+// Busy servers read the clock for it only every this many messages.
+constexpr std::uint32_t kMessagesPerReclaimCheck = 256;
+}  // namespace
+
 struct Server::State {
   std::shared_ptr<detail::ServiceLink> link;
   std::optional<Receiver> receiver;
@@ -29,6 +37,19 @@ struct Server::State {
   std::uint32_t max_deliveries = 3;
   MessageBuffer scratch;
   std::atomic<bool> stop_requested{false};
+  Deadline next_reclaim{};  // servers reclaim dead processes (callers) now and then
+  std::uint32_t since_reclaim_check = 0;
+
+  // Dead callers' call slots are recycled when their process slot is
+  // reclaimed; servers see to it so that nobody else has to.
+  void reclaim_if_due(bool idle) noexcept {
+    if (!idle && ++since_reclaim_check < kMessagesPerReclaimCheck) return;
+    since_reclaim_check = 0;
+    const Deadline now = Clock::now();
+    if (now < next_reclaim) return;
+    next_reclaim = now + kReclaimInterval;
+    (void)core().reclaim_dead();
+  }
 
   [[nodiscard]] detail::BusCore& core() const noexcept { return *link->core; }
   [[nodiscard]] layout::ServerCounters& counters() const noexcept {
@@ -39,7 +60,8 @@ struct Server::State {
 namespace {
 
 void count(std::uint64_t& counter, std::uint64_t n = 1) noexcept {
-  detail::fetch_add(counter, n, std::memory_order_relaxed);  // one writer: this server
+  // One writer (this server): a plain load and store, no locked instruction.
+  detail::store_relaxed(counter, detail::load_relaxed(counter) + n);
 }
 
 void wake_caller(layout::CallSlotHeader& slot, layout::ProcessDoorbell& doorbell) noexcept {
@@ -132,8 +154,13 @@ Expected<void> Server::serve(Handler& handler, ServeOptions options) noexcept {
 }
 
 bool Server::serve_one(Handler& handler, Deadline deadline, WaitMode mode) noexcept {
-  if (state_->partitions) return serve_one_keyed(handler, deadline, mode);
+  if (state_->partitions) {
+    const bool served = serve_one_keyed(handler, deadline, mode);
+    state_->reclaim_if_due(!served);
+    return served;
+  }
   auto delivery = state_->receiver->receive(deadline, mode);
+  state_->reclaim_if_due(!delivery);
   if (!delivery) return false;
   handle(handler, *delivery);
   delivery->done();
@@ -281,37 +308,34 @@ void Server::handle_call(Handler& handler, Delivery& delivery) noexcept {
   auto& slot = view.call_slot(layout::ref_slot(caller), index);
   auto& doorbell = view.doorbell(layout::ref_slot(caller));
   const std::uint64_t pending = layout::call_control(CallState::pending, 0, generation);
-  std::uint64_t control = pending;
-  auto skipped = [&] {
-    // Decided without us: cancelled at its deadline, or its caller is gone.
-    // A redelivered call was taken by a server that died: its caller got
-    // server_crashed, and `redelivered` already counts it.
-    if (info.redelivered) return;
-    auto& counters = s.counters();
-    count(s.core().table().is_alive(caller) ? counters.expired_skipped : counters.caller_gone);
-  };
-  if (load_acquire(slot.control) != pending) return skipped();
+  std::uint64_t control = load_acquire(slot.control);
+  if (control != pending) return count_skipped(info, control, generation);
+  if (info.deliveries > s.max_deliveries) {
+    // Servers died on it before they could take it (verifier, copy): stop here.
+    const auto refused = layout::call_control(
+        CallState::failed, static_cast<std::uint32_t>(Errc::server_crashed), generation);
+    if (compare_exchange(slot.control, control, refused)) return wake_caller(slot, doorbell);
+    return count_skipped(info, control, generation);
+  }
   const std::uint64_t start = now_ns();
   if (start > load_relaxed(slot.deadline_ns)) {
-    if (!compare_exchange(slot.control, control,
-                          layout::call_control(CallState::expired, 0, generation))) {
-      return skipped();
-    }
+    const auto expired = layout::call_control(CallState::expired, 0, generation);
+    if (!compare_exchange(slot.control, control, expired)) return count_skipped(info, control, generation);
     count(s.counters().expired_skipped);
     return wake_caller(slot, doorbell);
   }
   auto payload = checked_payload(*s.link, s.schema, s.scratch, delivery.payload());
   if (!payload) {
-    count(s.counters().bad_messages);
-    delivery.count_bad_message();
     const auto refused = layout::call_control(
         CallState::failed, static_cast<std::uint32_t>(Errc::bad_message), generation);
-    if (compare_exchange(slot.control, control, refused)) wake_caller(slot, doorbell);
-    return;
+    if (!compare_exchange(slot.control, control, refused)) return count_skipped(info, control, generation);
+    count(s.counters().bad_messages);
+    delivery.count_bad_message();
+    return wake_caller(slot, doorbell);
   }
   const std::uint32_t self = s.core().table().self().value;
   const std::uint64_t taken = layout::call_control(CallState::taken, self, generation);
-  if (!compare_exchange(slot.control, control, taken)) return skipped();
+  if (!compare_exchange(slot.control, control, taken)) return count_skipped(info, control, generation);
   SHMBUS_TEST_HOOK(server_after_take);
   const Request request(*payload, info);
   ReplyWriter writer({view.reply_area(slot), view.max_reply()});
@@ -319,34 +343,72 @@ void Server::handle_call(Handler& handler, Delivery& delivery) noexcept {
   SHMBUS_TEST_HOOK(server_before_reply);
   record_latency(s.counters(), now_ns() - start);
   count(s.counters().calls);
+  finish_call(slot, doorbell, caller, generation, writer.length_);
+}
+
+void Server::finish_call(layout::CallSlotHeader& slot, layout::ProcessDoorbell& doorbell,
+                         std::uint32_t caller, std::uint64_t generation,
+                         std::size_t length) noexcept {
+  State& s = *state_;
+  const std::uint32_t self = s.core().table().self().value;
   std::uint64_t outcome = layout::call_control(CallState::replied, 0, generation);
-  if (writer.length_ > view.max_reply()) {
+  if (length > s.core().control().max_reply()) {
     count(s.counters().replies_too_large);
     outcome = layout::call_control(CallState::failed,
                                    static_cast<std::uint32_t>(Errc::record_too_large), generation);
   } else {
-    store_relaxed(slot.length, static_cast<std::uint32_t>(writer.length_));
+    store_relaxed(slot.length, static_cast<std::uint32_t>(length));
   }
-  control = taken;
+  std::uint64_t control = layout::call_control(CallState::taken, self, generation);
   // seq_cst CAS: publishes length and reply bytes to the caller's acquire load.
   if (compare_exchange(slot.control, control, outcome)) {
-    if (writer.length_ <= view.max_reply()) count(s.counters().replies);
     wake_caller(slot, doorbell);
-    if (!s.core().table().is_attached(caller)) {
-      // Its caller died and was reclaimed while we ran: nobody reads this.
+    if (s.core().table().is_attached(caller)) {
+      if (layout::call_state(outcome) == CallState::replied) count(s.counters().replies);
+      return;
+    }
+    // Its caller died and was reclaimed while we ran: nobody will read this.
+    // Exactly one of us and the sweep of its process slot wins this CAS.
+    control = outcome;
+    if (compare_exchange(slot.control, control,
+                         layout::call_control(CallState::free, layout::kFreedCallerGone,
+                                              generation + 1))) {
       count(s.counters().late_replies);
       count(s.counters().caller_gone);
-      control = outcome;
-      (void)compare_exchange(slot.control, control,
-                             layout::call_control(CallState::free, 0, generation + 1));
     }
     return;
   }
-  // ABANDONED: the caller returned timeout_in_progress at its deadline. The
-  // slot is ours until we free it; its caller's allocator waits for that.
+  // ABANDONED(g, us): the caller returned timeout_in_progress at its
+  // deadline. The slot is ours until we free it; its caller's allocator waits.
+  const std::uint64_t abandoned = layout::call_control(CallState::abandoned, self, generation);
+  if (control != abandoned) return;  // not ours to touch (see calls.hpp)
   count(s.counters().late_replies);
   (void)compare_exchange(slot.control, control,
-                         layout::call_control(CallState::free, 0, generation + 1));
+                         layout::call_control(CallState::free, layout::kFreedNormally,
+                                              generation + 1));
+}
+
+void Server::count_skipped(const RecordInfo& info, std::uint64_t control,
+                           std::uint64_t generation) noexcept {
+  // A redelivered call was taken by a server that died: its caller got
+  // server_crashed, and `redelivered` already counts the record.
+  if (info.redelivered) return;
+  auto& counters = state_->counters();
+  const bool freed_since = layout::call_state(control) == CallState::free &&
+                           layout::call_generation(control) ==
+                               ((generation + 1) & layout::kCallGenerationMask);
+  if (freed_since) {
+    // The FREE word says why (calls.hpp, kFreed*): no system call needed.
+    switch (layout::call_who(control)) {
+      case layout::kFreedTakerDied: return;
+      case layout::kFreedCallerGone: return count(counters.caller_gone);
+      default: return count(counters.expired_skipped);
+    }
+  }
+  // Reused since: a new owner of the caller's process slot, or the caller
+  // itself, who then had given up on this call.
+  const bool attached = state_->core().table().is_attached(info.sender.value);
+  count(attached ? counters.expired_skipped : counters.caller_gone);
 }
 
 }  // namespace shmbus

@@ -7,20 +7,22 @@
 //
 //   calls_offset + (p * calls_per_process + i) * call_stride
 //
-//   0        8            16       20       24             64
-//   +--------+------------+--------+--------+--------------+------------------+
-//   | control| deadline_ns| waiters| length | reserved     | reply[max_reply] |
+//   0        8            16       20       24       28         64
+//   +--------+------------+--------+--------+--------+----------+------------------+
+//   | control| deadline_ns| waiters| length | service| reserved | reply[max_reply] |
 //
 // A call request is a record in the service's mailbox whose `correlation`
 // names {call slot index, generation} and whose `sender` names the caller's
 // process: the server finds the slot from those two, bounds-checked.
 //
-// `control` (one 64-bit word, changed only by CAS, or by a plain release
-// store of the only party that may write it in that state):
+// `control` (one 64-bit word, changed only by CAS, or by a plain store of the
+// only party that may write it in that state: the caller's PENDING store is
+// relaxed because the request's commit, a seq_cst CAS, publishes it):
 //
 //   bits 63..28  generation   36 bits; +1 each time the slot is freed
 //   bits 27..4   who          24-bit process reference of the taker (TAKEN,
-//                             ABANDONED), or the Errc of a FAILED call
+//                             ABANDONED), the Errc of a FAILED call, or why
+//                             a FREE slot was freed (kFreed*, below)
 //   bits 3..0    state        CallState
 //
 //   FREE(g) ─caller─▶ PENDING(g) ──server CAS──▶ TAKEN(g, S) ──server CAS──▶ REPLIED(g)
@@ -108,6 +110,14 @@ inline constexpr std::uint64_t kCallGenerationMask = (std::uint64_t{1} << 36) - 
 [[nodiscard]] constexpr std::uint64_t call_generation(std::uint64_t c) noexcept {
   return (c >> kCallGenerationShift) & kCallGenerationMask;
 }
+
+// Why a slot was freed, kept in `who` of the FREE word, so a server that
+// finds a request's slot gone can tell what happened without asking the
+// kernel (until the slot is reused; a reused slot's caller is alive).
+inline constexpr std::uint32_t kFreedNormally = 0;     // collected reply/outcome, or never sent
+inline constexpr std::uint32_t kFreedCancelled = 1;    // the caller gave up before a server took it
+inline constexpr std::uint32_t kFreedTakerDied = 2;    // its server died running it (server_crashed)
+inline constexpr std::uint32_t kFreedCallerGone = 3;   // recycled after its caller died
 
 // A request record's `correlation`: slot index (high 28 bits) | generation.
 [[nodiscard]] constexpr std::uint64_t call_correlation(std::uint32_t index,
