@@ -62,8 +62,8 @@ struct Readiness::State {
     Deadline next_check = Clock::now() + kParkRecheckInterval;
     while (!stop.load(std::memory_order_acquire)) {
       const std::uint32_t rung = detail::load_acquire(doorbell.seq);
+      // seq_cst waiters++, then attention()'s seq_cst loads (Dekker with the server).
       detail::fetch_add(doorbell.waiters, std::uint32_t{1});
-      std::atomic_thread_fence(std::memory_order_seq_cst);  // waiters++ before the re-look
       const bool check_takers = Clock::now() >= next_check;
       if (check_takers) next_check = Clock::now() + kParkRecheckInterval;
       Deadline earliest{};

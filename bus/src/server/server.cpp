@@ -185,8 +185,7 @@ void Server::wait_for_work(Deadline deadline) noexcept {
   auto& id = s.link->identity();
   s.partitions->rebalance_if_due(s.core(), Clock::now());
   const std::uint32_t rung = load_acquire(id.doorbell_seq);
-  fetch_add(id.doorbell_waiters, std::uint32_t{1});
-  std::atomic_thread_fence(std::memory_order_seq_cst);  // waiters++ before the re-look
+  fetch_add(id.doorbell_waiters, std::uint32_t{1});  // seq_cst, then seq_cst loads (Dekker)
   if (!s.receiver->ready() && !s.partitions->ready()) {
     detail::futex_wait(&id.doorbell_seq, rung, std::min(deadline, s.partitions->next_check()));
   }
@@ -230,13 +229,12 @@ bool Server::serve_one_keyed(Handler& handler, Deadline deadline, WaitMode mode)
       for (int i = 0; i < 32; ++i) detail::cpu_relax();
       continue;
     }
+    // Dekker with the sender: our seq_cst waiters++, then seq_cst loads of
+    // the heads (has_work) against its seq_cst commit, then waiters load.
     fetch_add(id.doorbell_waiters, std::uint32_t{1});
-    std::atomic_thread_fence(std::memory_order_seq_cst);  // waiters++ before the re-look
-    if (auto delivery = take_any()) {
-      fetch_sub(id.doorbell_waiters, std::uint32_t{1});
-      return run(*delivery);
+    if (!has_work()) {
+      detail::futex_wait(&id.doorbell_seq, rung, std::min(deadline, s.partitions->next_check()));
     }
-    detail::futex_wait(&id.doorbell_seq, rung, std::min(deadline, s.partitions->next_check()));
     fetch_sub(id.doorbell_waiters, std::uint32_t{1});
   }
 }
