@@ -1,5 +1,7 @@
-// Random segment headers under Bus::attach, random ring descriptors under
-// Bus::open_mailbox. Every planted /dev/shm file is unlinked at scope exit.
+// Random segment headers and process-table headers (the counts and offsets of
+// the registry, doorbells and call slots: layout/control.hpp) under
+// Bus::attach, random ring descriptors under Bus::open_mailbox. Every planted
+// /dev/shm file is unlinked at scope exit.
 //
 // The attach rules (layout/segment_header.hpp, STYLE "Shared-memory layout
 // rule" 5) decide every outcome from the planted bytes alone, so the tests
@@ -16,6 +18,7 @@
 #include "fuzz/fuzz_support.hpp"
 #include "process/liveness.hpp"
 #include "shmbus/bus.hpp"
+#include "shmbus/layout/control.hpp"
 #include "shmbus/layout/process_table.hpp"
 #include "shmbus/layout/ring.hpp"
 #include "support/scoped_bus.hpp"
@@ -84,6 +87,43 @@ void plant_header(Fuzz& fuzz, std::vector<std::byte>& bytes, layout::SegmentKind
            level >= 4 ? std::uint32_t{1} : fuzz.pick<std::uint32_t>({0, 1, 2, 0xffffffffu}));
 }
 
+// The ProcessTableHeader words the attach path reads (bus/src/bus/control.cpp).
+struct TableWords {
+  std::uint32_t capacity = 0, calls_per_process = 0, max_reply = 0, call_stride = 0;
+  std::uint64_t registry_offset = 0, calls_offset = 0, doorbells_offset = 0;
+};
+
+constexpr std::size_t kTableAt = sizeof(SegmentHeader);
+
+TableWords read_table(const std::vector<std::byte>& bytes) {
+  using layout::ProcessTableHeader;
+  TableWords t;
+  t.capacity = read_at<std::uint32_t>(bytes, kTableAt + offsetof(ProcessTableHeader, capacity));
+  t.calls_per_process =
+      read_at<std::uint32_t>(bytes, kTableAt + offsetof(ProcessTableHeader, calls_per_process));
+  t.max_reply = read_at<std::uint32_t>(bytes, kTableAt + offsetof(ProcessTableHeader, max_reply));
+  t.call_stride =
+      read_at<std::uint32_t>(bytes, kTableAt + offsetof(ProcessTableHeader, call_stride));
+  t.registry_offset =
+      read_at<std::uint64_t>(bytes, kTableAt + offsetof(ProcessTableHeader, registry_offset));
+  t.calls_offset =
+      read_at<std::uint64_t>(bytes, kTableAt + offsetof(ProcessTableHeader, calls_offset));
+  t.doorbells_offset =
+      read_at<std::uint64_t>(bytes, kTableAt + offsetof(ProcessTableHeader, doorbells_offset));
+  return t;
+}
+
+void write_table(std::vector<std::byte>& bytes, const TableWords& t) {
+  using layout::ProcessTableHeader;
+  write_at(bytes, kTableAt + offsetof(ProcessTableHeader, capacity), t.capacity);
+  write_at(bytes, kTableAt + offsetof(ProcessTableHeader, calls_per_process), t.calls_per_process);
+  write_at(bytes, kTableAt + offsetof(ProcessTableHeader, max_reply), t.max_reply);
+  write_at(bytes, kTableAt + offsetof(ProcessTableHeader, call_stride), t.call_stride);
+  write_at(bytes, kTableAt + offsetof(ProcessTableHeader, registry_offset), t.registry_offset);
+  write_at(bytes, kTableAt + offsetof(ProcessTableHeader, calls_offset), t.calls_offset);
+  write_at(bytes, kTableAt + offsetof(ProcessTableHeader, doorbells_offset), t.doorbells_offset);
+}
+
 // What Bus::attach must answer for these bytes (nullopt: it attaches).
 std::optional<Errc> expected_attach(const std::vector<std::byte>& bytes) {
   // Too short: "still being built" until the deadline, then not_a_segment.
@@ -103,26 +143,96 @@ std::optional<Errc> expected_attach(const std::vector<std::byte>& bytes) {
   if (read_at<std::uint64_t>(bytes, offsetof(SegmentHeader, total_size)) != bytes.size()) {
     return Errc::size_too_small;
   }
+  // Bus::attach: not even one process slot.
   if (bytes.size() < layout::kControlSlotsOffset + sizeof(layout::ProcessSlot)) {
     return Errc::size_too_small;
   }
-  const auto capacity = read_at<std::uint32_t>(bytes, sizeof(SegmentHeader));
-  const std::uint64_t fits =
-      (bytes.size() - layout::kControlSlotsOffset) / sizeof(layout::ProcessSlot);
-  if (capacity == 0 || fits == 0) return Errc::too_many_processes;
-  return std::nullopt;  // nobody else holds a lock byte of a planted file: slot 0 is ours
+  // ControlView::open: the counts, then the offsets the counts give, then the size they need.
+  const TableWords t = read_table(bytes);
+  if (t.capacity == 0 || t.capacity > layout::kMaxProcesses || t.calls_per_process == 0 ||
+      t.calls_per_process > layout::kMaxCallsPerProcess || t.max_reply > layout::kMaxReplyBytes) {
+    return Errc::not_a_segment;
+  }
+  const auto l = layout::control_layout(t.capacity, t.calls_per_process, t.max_reply);
+  if (t.registry_offset != l.registry_offset || t.calls_offset != l.calls_offset ||
+      t.doorbells_offset != l.doorbells_offset || t.call_stride != l.call_stride) {
+    return Errc::not_a_segment;
+  }
+  if (bytes.size() < l.total_size) return Errc::size_too_small;
+  // Every one of `capacity` slots fits now (too_many_processes is out of reach),
+  // and nobody else holds a lock byte of a planted file: slot 0 is ours.
+  return std::nullopt;
 }
 
-TEST(SegmentFuzz, RandomControlSegmentHeadersGiveTheTypedAnswerOfTheAttachRules) {
-  Fuzz fuzz;
-  const long rounds = test::scaled(1500);
-  long attached = 0;
-  for (long round = 0; round < rounds; ++round) {
-    SCOPED_TRACE(trace(fuzz, round));
-    const std::string name = test::unique_bus_name();
-    const std::string path = "/dev/shm/shmbus." + name;
+// Random bytes, eight per draw: control segments hold a registry of ~1.1 MB.
+std::vector<std::byte> random_bytes(Fuzz& fuzz, std::size_t n) {
+  std::vector<std::byte> out(n);
+  std::size_t i = 0;
+  for (; i + 8 <= n; i += 8) {
+    const std::uint64_t word = fuzz.next();
+    std::memcpy(out.data() + i, &word, 8);
+  }
+  for (; i < n; ++i) out[i] = static_cast<std::byte>(fuzz.next());
+  return out;
+}
+
+// The table words a creator writes for these counts (control.cpp, initialize_control).
+TableWords creator_table(std::uint32_t processes, std::uint32_t calls, std::uint32_t max_reply) {
+  const auto l = layout::control_layout(processes, calls, max_reply);
+  return {processes,         calls,          max_reply,          l.call_stride,
+          l.registry_offset, l.calls_offset, l.doorbells_offset};
+}
+
+// One word of a creator's table made wrong (or, by luck, still right: a
+// capacity one higher often lands on the same rounded offsets).
+void mutate_table(Fuzz& fuzz, TableWords& t) {
+  switch (fuzz.in(0, 6)) {
+    case 0:
+      t.capacity = fuzz.chance(2) ? fuzz.pick<std::uint32_t>({0, t.capacity + 1, t.capacity - 1,
+                                                              layout::kMaxProcesses,
+                                                              layout::kMaxProcesses + 1})
+                                  : fuzz.u32_edge();
+      break;
+    case 1:
+      t.calls_per_process =
+          fuzz.chance(2) ? fuzz.pick<std::uint32_t>({0, t.calls_per_process + 1,
+                                                     layout::kMaxCallsPerProcess,
+                                                     layout::kMaxCallsPerProcess + 1})
+                         : fuzz.u32_edge();
+      break;
+    case 2:
+      t.max_reply = fuzz.chance(2) ? fuzz.pick<std::uint32_t>({t.max_reply + 1, t.max_reply + 64,
+                                                               layout::kMaxReplyBytes,
+                                                               layout::kMaxReplyBytes + 1})
+                                   : fuzz.u32_edge();
+      break;
+    case 3:
+      t.call_stride = fuzz.pick<std::uint32_t>({0, t.call_stride - 64, t.call_stride + 64,
+                                                t.call_stride + 1, fuzz.u32_edge()});
+      break;
+    case 4:
+      t.registry_offset = fuzz.pick<std::uint64_t>(
+          {0, t.registry_offset + 128, t.registry_offset - 128, t.registry_offset + 1, fuzz.next()});
+      break;
+    case 5:
+      t.calls_offset = fuzz.pick<std::uint64_t>(
+          {0, t.calls_offset + 128, t.registry_offset, t.calls_offset - 1, fuzz.next()});
+      break;
+    default:
+      t.doorbells_offset = fuzz.pick<std::uint64_t>(
+          {0, t.doorbells_offset + 128, t.calls_offset, t.doorbells_offset - 64, fuzz.next()});
+      break;
+  }
+}
+
+// A planted control segment: its size and its process-table header. In most
+// rounds the table is what a creator writes for small random counts (maybe
+// with one word made wrong) and the size is what they need, give or take;
+// in the others the words are random and sizes sit around the table's start.
+std::vector<std::byte> plant_control(Fuzz& fuzz) {
+  if (fuzz.chance(3)) {
     std::size_t size = 0;
-    switch (fuzz.in(0, 5)) {
+    switch (fuzz.in(0, 3)) {
       case 0:
         size = fuzz.in(0, 127);
         break;
@@ -136,13 +246,53 @@ TEST(SegmentFuzz, RandomControlSegmentHeadersGiveTheTypedAnswerOfTheAttachRules)
         size = layout::kControlSlotsOffset + fuzz.in(0, 64) * sizeof(layout::ProcessSlot) +
                (fuzz.chance(4) ? fuzz.in(1, 63) : 0);
     }
-    auto bytes = fuzz.bytes(size);
-    plant_header(fuzz, bytes, layout::SegmentKind::control);
+    auto bytes = random_bytes(fuzz, size);
     if (bytes.size() >= layout::kControlSlotsOffset && fuzz.chance(2)) {
-      write_at<std::uint32_t>(
-          bytes, sizeof(SegmentHeader),  // ProcessTableHeader::capacity
-          fuzz.chance(2) ? static_cast<std::uint32_t>(fuzz.in(0, 8)) : fuzz.u32_edge());
+      TableWords t = read_table(bytes);  // random words, a plausible capacity
+      t.capacity = fuzz.chance(2) ? static_cast<std::uint32_t>(fuzz.in(0, 8)) : fuzz.u32_edge();
+      write_table(bytes, t);
     }
+    return bytes;
+  }
+  const auto processes = static_cast<std::uint32_t>(fuzz.in(1, 8));
+  const auto calls = static_cast<std::uint32_t>(fuzz.in(1, 4));
+  const auto max_reply = fuzz.pick<std::uint32_t>({0, 1, 8, 63, 64, 100, 256});
+  TableWords t = creator_table(processes, calls, max_reply);
+  const auto l = layout::control_layout(processes, calls, max_reply);
+  std::uint64_t size = l.total_size;
+  if (fuzz.chance(4)) {
+    size = fuzz.pick<std::uint64_t>({l.total_size - 1, l.total_size - t.call_stride,
+                                     l.total_size + fuzz.in(1, 63), l.calls_offset,
+                                     l.registry_offset + fuzz.in(0, 4096),
+                                     layout::kControlSlotsOffset + sizeof(layout::ProcessSlot)});
+  }
+  // Zero, as a creator leaves it, or random: the attacher sweeps its own call
+  // slots and later reclaims planted dead slots, whatever their words say.
+  std::vector<std::byte> bytes =
+      fuzz.chance(2) ? random_bytes(fuzz, size) : std::vector<std::byte>(size);
+  if (fuzz.chance(3)) mutate_table(fuzz, t);
+  write_table(bytes, t);
+  if (fuzz.chance(2)) {  // slots that say live, with nobody holding their lock byte: dead
+    for (std::uint32_t i = 0; i < processes; ++i) {
+      const std::size_t at = layout::kControlSlotsOffset + i * sizeof(layout::ProcessSlot);
+      if (at + sizeof(std::uint64_t) > bytes.size() || !fuzz.chance(2)) continue;
+      write_at(bytes, at,
+               layout::slot_state(static_cast<std::uint32_t>(fuzz.next()), layout::SlotState::live));
+    }
+  }
+  return bytes;
+}
+
+TEST(SegmentFuzz, RandomControlSegmentHeadersGiveTheTypedAnswerOfTheAttachRules) {
+  Fuzz fuzz;
+  const long rounds = test::scaled(1500);
+  long attached = 0;
+  for (long round = 0; round < rounds; ++round) {
+    SCOPED_TRACE(trace(fuzz, round));
+    const std::string name = test::unique_bus_name();
+    const std::string path = "/dev/shm/shmbus." + name;
+    auto bytes = plant_control(fuzz);
+    plant_header(fuzz, bytes, layout::SegmentKind::control);
     const std::optional<Errc> expected = expected_attach(bytes);
     {
       test::PlantedFile planted(path, bytes);
@@ -158,7 +308,9 @@ TEST(SegmentFuzz, RandomControlSegmentHeadersGiveTheTypedAnswerOfTheAttachRules)
         EXPECT_TRUE(bus_result->is_alive(bus_result->self()));
         const auto rows = bus_result->processes();
         EXPECT_FALSE(rows.empty());
-        (void)bus_result->reclaim_dead();  // random slot states: reclaimed or left, never a crash
+        // Random slot and call-slot words: reclaimed, swept or left, never a crash.
+        (void)bus_result->reclaim_dead();
+        (void)bus_result->services();  // random registry words: read, bounded, never trusted
         auto in_use = Bus::in_use(name);
         ASSERT_TRUE(in_use) << in_use.error().message();
         EXPECT_TRUE(*in_use);
@@ -167,6 +319,11 @@ TEST(SegmentFuzz, RandomControlSegmentHeadersGiveTheTypedAnswerOfTheAttachRules)
     EXPECT_FALSE(test::file_exists(path));
   }
   std::printf("[   INFO   ] %ld of %ld planted control segments attached\n", attached, rounds);
+  // The planting aims at the attach path's every branch, success included
+  // (about one round in ten attaches).
+  if (rounds >= 300) {
+    EXPECT_GT(attached, rounds / 50);
+  }
 }
 
 // ---- mailbox segments -------------------------------------------------------------------------
