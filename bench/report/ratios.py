@@ -13,7 +13,11 @@ shmbus figures, each with its floor measured interleaved with it (same two
 processes, same run); floors_bench.json gives the floors measured alone. Latencies
 are one-way nanoseconds (round trip / 2; p50/p99 from per-round-trip samples).
 Ratio = shmbus figure / floor (lower is better); throughput is compared with
-its target instead (higher is better). Python 3 standard library only.
+its target instead (higher is better). call_bench.json gives the service
+figures: call round trips (whole round trips, not halved) against the
+cache-line or futex round trip interleaved with them, cast throughput (next
+to ring_bench's mailbox-alone throughput), and the pool of 1 ms servers as a
+ratio to N x one server. Python 3 standard library only.
 """
 
 import json
@@ -34,6 +38,15 @@ LATENCY = [
 ]
 THROUGHPUT_TARGET = 10e6  # records/s, 64 B, between two processes
 
+# call_bench: round-trip benchmark -> (what it is, p50 target ratio, stretch ratio).
+CALLS = [
+    ("BM_CallBusyPoll", "busy-poll call (floor: cache line)", 5.0, 2.5),
+    ("BM_CallPark", "parking call, both parked (floor: futex)", 1.1, None),
+    ("BM_CallSpinThenPark", "spin-then-park call, back to back (floor: cache line)", None, None),
+]
+CAST_TARGET = 10e6  # casts/s, 64 B, from one producer process
+POOL_TARGET = 0.85  # pool of N >= 0.85 x N x one server
+
 
 def load(results_dir):
     """{(base name, trusted or None): [run dict, ...]} over every JSON file."""
@@ -52,12 +65,20 @@ def load(results_dir):
             if b.get("run_type", "iteration") != "iteration":
                 continue  # aggregates of --benchmark_repetitions: the runs are used instead
             parts = b["name"].split("/")
-            trusted = None
+            args = {}
             for p in parts[1:]:
-                if p.startswith("trusted:"):
-                    trusted = int(p.split(":")[1])
-            runs.setdefault((parts[0], trusted), []).append(b)
+                k, sep, v = p.partition(":")
+                if sep and v.isdigit():
+                    args[k] = int(v)
+            b["_args"] = args  # every name:value argument (producers, servers, …)
+            runs.setdefault((parts[0], args.get("trusted")), []).append(b)
     return runs
+
+
+def select(runs, key, **args):
+    """{key: the runs of `key` whose arguments include `args`}, for value() and error_of()."""
+    return {key: [r for r in runs.get(key, [])
+                  if all(r["_args"].get(k) == v for k, v in args.items())]}
 
 
 def value(runs, key, field):
@@ -73,9 +94,106 @@ def error_of(runs, key):
     return None
 
 
+def print_table(header, rows):
+    widths = [max(len(str(r[i])) for r in rows + [header]) for i in range(len(header))]
+    line = lambda r: "  ".join(str(c).ljust(w) for c, w in zip(r, widths)).rstrip()
+    print(line(header))
+    print(line(["-" * w for w in widths]))
+    for r in rows:
+        print(line(r))
+
+
+def print_calls(runs):
+    """call_bench: call round trips, cast throughput, the pool of slow servers."""
+    rows = []
+    for bench, what, target, stretch in CALLS:
+        for trusted in (0, 1):
+            key = (bench, trusted)
+            if key not in runs:
+                continue
+            bus = "trusted" if trusted else "verified"
+            err = error_of(runs, key)
+            if err:
+                rows.append([what, bus, "ERROR: " + err, "", "", "", "", "", ""])
+                continue
+            p50, p99 = value(runs, key, "rtt_p50_ns"), value(runs, key, "rtt_p99_ns")
+            f50, f99 = value(runs, key, "floor_rtt_p50_ns"), value(runs, key, "floor_rtt_p99_ns")
+            ratio = p50 / f50 if p50 is not None and f50 else None
+            wait = value(runs, key, "server_cpu_wait")
+            note = verdict(ratio, target, stretch)
+            if wait is not None and wait > 0.05:
+                note = "; ".join(x for x in (note, f"BUSY MACHINE: server waited for a CPU {wait:.0%}") if x)
+            rows.append([what, bus, fmt_ns(p50), fmt_ns(f50), fmt_ratio(p50, f50), fmt_ns(p99),
+                         fmt_ns(f99), fmt_ratio(p99, f99), note])
+    if rows:
+        print()
+        print("Call round trip, 64 B SendEmail -> 64 B EmailSent, two processes on two cores")
+        print("(whole round trips; floor = the same processes' round trip interleaved with the calls)")
+        print_table(["figure", "bus", "p50", "floor p50", "ratio", "p99", "floor p99", "ratio",
+                     "p50 target"], rows)
+
+    lines = []
+    for producers in (1, 4):
+        for trusted in (0, 1):
+            key = ("BM_CastThroughput", trusted)
+            sel = select(runs, key, producers=producers)
+            if not sel[key]:
+                continue
+            bus = "trusted" if trusted else "verified"
+            err = error_of(sel, key)
+            if err:
+                lines.append(f"  {producers} producer(s)  {bus:9} ERROR: {err}")
+                continue
+            rate = value(sel, key, "items_per_second")
+            if rate is None:
+                continue
+            ring = value(runs, ("BM_Throughput", trusted), "items_per_second")
+            vs_ring = f"; {rate / ring:.2f}x the mailbox alone ({ring / 1e6:.2f} M/s)" if ring else ""
+            wait = value(sel, key, "server_cpu_wait")
+            if wait is not None and wait > 0.05:
+                vs_ring += f"; BUSY MACHINE: the server waited for a CPU {wait:.0%} of the time"
+            goal = ""
+            if producers == 1:
+                ok = "meets" if rate >= CAST_TARGET else "MISSES"
+                goal = f" = {rate / CAST_TARGET:.2f}x the target of {CAST_TARGET / 1e6:.0f} M/s ({ok} it)"
+            lines.append(f"  {producers} producer(s)  {bus:9} {rate / 1e6:6.2f} M casts/s{goal}{vs_ring}")
+    if lines:
+        print()
+        print("Cast throughput, 64 B SendEmail, producers on CPU 0, one busy server on CPU 1")
+        for l in lines:
+            print(l)
+
+    rows = []
+    for servers in (1, 2, 4, 8, 16):
+        key = ("BM_PoolThroughput", None)
+        sel = select(runs, key, servers=servers)
+        if not sel[key]:
+            continue
+        err = error_of(sel, key)
+        if err:
+            rows.append([str(servers), "ERROR: " + err, "", "", "", "", ""])
+            continue
+        rate = value(sel, key, "calls_per_s")
+        one = value(sel, key, "one_server_calls_per_s")
+        ratio = value(sel, key, "ratio_to_n_x_one")
+        handler = value(sel, key, "handler_mean_us")
+        ok = "" if ratio is None else ("meets" if ratio >= POOL_TARGET else "MISSES")
+        rows.append([str(servers), f"{rate:,.0f}" if rate else "-", f"{one:,.0f}" if one else "-",
+                     f"{ratio:.3f}" if ratio is not None else "-",
+                     f"{handler:.0f} us" if handler else "-",
+                     f"{ok} (>= {POOL_TARGET})" if ok else ""])
+    if rows:
+        print()
+        print("Pool of N parked servers, handler sleeps 1 ms, 4 calls in flight per server")
+        print_table(["N", "calls/s", "one server alone", "ratio to N x one", "handler mean",
+                     "target"], rows)
+
+
 def fmt_ns(v):
     if v is None:
         return "-"
+    if v >= 1e7:
+        return f"{v / 1e6:.2f} ms"
     if v >= 10000:
         return f"{v / 1000:.2f} us"
     return f"{v:.1f} ns" if v < 10 else f"{v:.0f} ns"
@@ -119,13 +237,8 @@ def main():
             rows.append([what, bus, fmt_ns(p50), fmt_ns(f50), fmt_ratio(p50, f50), fmt_ns(p99),
                          fmt_ns(f99), fmt_ratio(p99, f99), verdict(ratio, target, stretch)])
 
-    widths = [max(len(str(r[i])) for r in rows + [header]) for i in range(len(header))]
-    line = lambda r: "  ".join(str(c).ljust(w) for c, w in zip(r, widths)).rstrip()
     print("One-way latency, 64 B SendEmail, two processes on two cores (ratio = shmbus / floor)")
-    print(line(header))
-    print(line(["-" * w for w in widths]))
-    for r in rows:
-        print(line(r))
+    print_table(header, rows)
     print("(floor: cache-line ping-pong for busy figures, futex ping-pong for parking; measured")
     print(" interleaved with the figure's own round trips between the same two processes)")
     for floor, what in (("BM_CacheLinePingPong", "cache-line"), ("BM_FutexPingPong", "futex")):
@@ -171,6 +284,8 @@ def main():
         print()
         print(f"1000 pause instructions take {pause:.1f} {unit} here "
               f"(spin-then-park spins for a 10 us time budget before it parks)")
+
+    print_calls(runs)
 
 
 if __name__ == "__main__":

@@ -1,9 +1,10 @@
-// payload.hpp — the 64-byte SendEmail record every ring benchmark sends.
+// payload.hpp — the 64-byte SendEmail record every ring benchmark sends, and
+// the 64-byte EmailSent reply of the call benchmarks.
 //
-// A real FlatBuffer of the mailer schema (identifier "MAIL"), so a receiver's
-// read_message<SendEmail> does the same copy and verification a service
-// would. Its body length is chosen so the finished buffer is exactly
-// kPayloadBytes.
+// Real FlatBuffers of the mailer schema (identifiers "MAIL" and "MALR"), so a
+// receiver's read_message<SendEmail> (or a caller's Reply::read<EmailSent>)
+// does the same copy and verification a service would. A string's length is
+// chosen so each finished buffer is exactly kPayloadBytes.
 #pragma once
 
 #include <array>
@@ -14,6 +15,7 @@
 #include <string>
 
 #include <shmbus/schemas/mailer_generated.h>
+#include <shmbus/schemas/mailer_reply_generated.h>
 
 namespace shmbus::bench {
 
@@ -29,6 +31,23 @@ using Payload = std::array<std::byte, kPayloadBytes>;
     const std::string text(body, 'b');
     auto email = mailer::CreateSendEmailDirect(builder, "a@b.c", nullptr, "hi", text.c_str());
     mailer::FinishSendEmailBuffer(builder, email);
+    if (builder.GetSize() == kPayloadBytes) {
+      Payload out;
+      std::memcpy(out.data(), builder.GetBufferPointer(), kPayloadBytes);
+      return out;
+    }
+  }
+  return std::nullopt;
+}
+
+// The reply, or nullopt when no detail length gives exactly kPayloadBytes.
+[[nodiscard]] inline std::optional<Payload> make_email_sent() {
+  namespace mailer = shmbus::examples::mailer;
+  for (std::size_t detail = 0; detail <= kPayloadBytes; ++detail) {
+    flatbuffers::FlatBufferBuilder builder(128);
+    const std::string text(detail, 'd');
+    auto sent = mailer::CreateEmailSentDirect(builder, 42, mailer::Delivery::Sent, text.c_str(), 7);
+    mailer::FinishEmailSentBuffer(builder, sent);
     if (builder.GetSize() == kPayloadBytes) {
       Payload out;
       std::memcpy(out.data(), builder.GetBufferPointer(), kPayloadBytes);

@@ -2,7 +2,8 @@
 //
 // Google Benchmark reports means; latency is judged by its distribution. Each
 // two-process latency benchmark records one sample per round trip (one-way =
-// round trip / 2, in nanoseconds) and reports them here as user counters.
+// round trip / 2, in nanoseconds; the call benchmarks keep whole round trips)
+// and reports them here as user counters.
 #pragma once
 
 #include <algorithm>
@@ -47,6 +48,20 @@ inline void report_latency_and_floor(benchmark::State& state, std::vector<double
   state.counters["floor_p99_ns"] = floor_p99;
   if (floor_p50 > 0) state.counters["ratio_p50"] = quantile(samples, 0.50) / floor_p50;
   if (floor_p99 > 0) state.counters["ratio_p99"] = quantile(samples, 0.99) / floor_p99;
+}
+
+// For round-trip samples (call benchmarks: ns per round trip, not halved):
+// rtt_p50_ns … rtt_max_ns, floor_rtt_p50_ns … from the floor round trips
+// interleaved with them, and p50_ratio_to_floor / p99_ratio_to_floor.
+inline void report_round_trip_and_floor(benchmark::State& state, std::vector<double>& samples,
+                                        std::vector<double>& floor_samples) {
+  if (samples.empty() || floor_samples.empty()) return;
+  report_latency(state, samples, "rtt_");
+  report_latency(state, floor_samples, "floor_rtt_");
+  const double floor_p50 = quantile(floor_samples, 0.50);
+  const double floor_p99 = quantile(floor_samples, 0.99);
+  if (floor_p50 > 0) state.counters["p50_ratio_to_floor"] = quantile(samples, 0.50) / floor_p50;
+  if (floor_p99 > 0) state.counters["p99_ratio_to_floor"] = quantile(samples, 0.99) / floor_p99;
 }
 
 }  // namespace shmbus::bench
