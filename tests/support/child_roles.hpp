@@ -29,5 +29,6 @@ int run_process_role(const std::string& role, const ChildArgs& args);  // child_
 int run_fault_role(const std::string& role, const ChildArgs& args);    // child_roles_fault.cpp
 int run_call_role(const std::string& role, const ChildArgs& args);     // child_roles_calls.cpp
 int run_crash_role(const std::string& role, const ChildArgs& args);    // child_roles_crash.cpp
+int run_keyed_role(const std::string& role, const ChildArgs& args);    // child_roles_keyed.cpp
 
 }  // namespace shmbus::test
