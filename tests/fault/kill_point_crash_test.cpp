@@ -204,7 +204,7 @@ TEST(CrashPoint, CallWhoseRecordKilledMaxDeliveriesServersBeforeItsTakeFailsServ
 // classify by the FREE word first (kFreedTakerDied: no count; kFreedCancelled:
 // expired_skipped; kFreedCallerGone: caller_gone) and keep the redelivered
 // early return only for the reused-slot case, where the word cannot say.
-TEST(CrashPoint, DISABLED_ServerKilledHoldingACallWhoseCallerGaveUpLeavesTheSiblingsSkipCounted) {
+TEST(CrashPoint, ServerKilledHoldingACallWhoseCallerGaveUpLeavesTheSiblingsSkipCounted) {
   auto bus = test::ScopedBus::create(test::crash_bus_options());
   ASSERT_TRUE(bus->register_service(kCrashService, test::crash_service_options()));
   auto service = bus->service(kCrashService).value();

@@ -341,14 +341,9 @@ TEST(CallProcess, CallerOutcomesAndServerLogsAgreeExactlyUnderRandomDeadlines) {
 // SCHED_IDLE, so its wake-up hands the CPU to the caller, which runs to its
 // exit before the server's next instruction (every round, not by chance).
 //
-// DISABLED: library bug. Server::finish_call (bus/src/server/server.cpp)
-// decides "delivered or discarded" by is_attached(caller) *after* its REPLIED
-// CAS and the wake; this caller has read the reply, freed the slot
-// (FREE(g+1), kFreedNormally) and detached by then, so the discard CAS fails
-// and the reply is counted nowhere: replies 0 of 10 (before 3220395: counted
-// in replies *and* in late_replies + caller_gone). Same bug as
-// CallerCrash.DISABLED_ACallerThatReadsItsReplyAndExitsAtOnceIsCountedAsReplied.
-TEST(CallProcess, DISABLED_ReplyReadRightBeforeItsCallerExitsCountsAsAReply) {
+// Server::finish_call counts `replies` at its REPLIED CAS, before it looks
+// at whether the caller is still attached (it may have read and left).
+TEST(CallProcess, ReplyReadRightBeforeItsCallerExitsCountsAsAReply) {
   auto bus = test::ScopedBus::create();
   std::vector<Child> children;
   children.push_back(Child::spawn(

@@ -131,8 +131,10 @@ Delivery Receiver::make_delivery(std::uint64_t position) noexcept {
   info.redelivered = (cell.flags & layout::kRecordRedelivered) != 0;
   info.correlation = cell.correlation;
   holding_ = true;
-  // try_take and take_over checked length <= max_record: the span stays in the cell.
-  return Delivery(this, {ring_->payload(position), cell.length}, info);
+  // try_take and take_over checked length <= max_record, but another process
+  // may write the word again since: read it once, and never past the cell.
+  const std::uint32_t length = std::min(detail::load_relaxed(cell.length), ring_->max_record());
+  return Delivery(this, {ring_->payload(position), length}, info);
 }
 
 void Receiver::finish(std::uint64_t position) noexcept {

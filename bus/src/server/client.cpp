@@ -33,6 +33,8 @@ Result<std::shared_ptr<ServiceLink>> ServiceLink::open(std::shared_ptr<BusCore> 
   auto link = std::make_shared<ServiceLink>(core, *index, std::string(name), std::move(*pool));
   std::memcpy(link->request_identifier.data(),
               core->registry().entry(*index).identity.request_identifier, 4);
+  std::memcpy(link->reply_identifier.data(),
+              core->registry().entry(*index).identity.reply_identifier, 4);
   link->trusted = core->trusted();
   const std::uint32_t partitions =
       std::min(load_relaxed(core->registry().entry(*index).identity.partitions), layout::kMaxPartitions);
@@ -64,9 +66,19 @@ void ServiceLink::ring_doorbell() const noexcept {
   futex_wake(&id.doorbell_seq, INT_MAX);
 }
 
+namespace {
+bool has_identifier(std::span<const std::byte> payload, const std::array<char, 4>& id) noexcept {
+  if (id == std::array<char, 4>{}) return true;  // an untyped service
+  return payload.size() >= 8 && std::memcmp(payload.data() + 4, id.data(), 4) == 0;
+}
+}  // namespace
+
 bool ServiceLink::has_request_identifier(std::span<const std::byte> payload) const noexcept {
-  if (request_identifier == std::array<char, 4>{}) return true;
-  return payload.size() >= 8 && std::memcmp(payload.data() + 4, request_identifier.data(), 4) == 0;
+  return has_identifier(payload, request_identifier);
+}
+
+bool ServiceLink::has_reply_identifier(std::span<const std::byte> payload) const noexcept {
+  return has_identifier(payload, reply_identifier);
 }
 
 }  // namespace detail
@@ -232,6 +244,11 @@ Expected<Reply> PendingCall::step(bool give_up, bool check_taker) noexcept {
         // acquire (above): pairs with the server's REPLIED CAS; length and bytes are final.
         const std::uint32_t length = load_relaxed(slot.length);
         if (length > slots.max_reply()) return finish(Errc::bad_message, true);
+        // The reply's type: its identifier here; its whole structure when the
+        // user reads it (Reply::read verifies a private copy).
+        if (!link_->has_reply_identifier({slots.reply_area(index_), length})) {
+          return finish(Errc::bad_message, true);
+        }
         finished_ = true;
         slots.mark_answered(index_);
         return Reply(link_, index_, generation_, {slots.reply_area(index_), length});

@@ -2,6 +2,9 @@
 
 #include "bus/bus_core.hpp"
 #include "shmbus/detail/atomic.hpp"
+#include "wait/futex.hpp"
+
+#include <climits>
 
 namespace shmbus::detail {
 
@@ -38,14 +41,24 @@ void PartitionSet::rebalance(BusCore& core) noexcept {
     if (i == entry_) mine = n;
     ++n;
   }
+  bool released = false;
   for (std::uint32_t p = 0; p < partitions_.size(); ++p) {
     const bool want = mine != layout::kMaxServersPerService && p % n == mine;
     if (!want) {
+      released = released || owned_[p].has_value();
       owned_[p].reset();  // between messages: nothing is held
     } else if (!owned_[p]) {
       // Fails while the previous owner still holds it; retried next check.
       if (auto receiver = partitions_[p].receiver()) owned_[p].emplace(std::move(*receiver));
     }
+  }
+  if (released) {
+    // The new owners may have tried and failed while we held on: tell them
+    // now rather than at their next check.
+    auto& id = core.registry().entry(service_).identity;
+    fetch_add(core.control().registry().epoch, std::uint64_t{1});
+    fetch_add(id.doorbell_seq, std::uint32_t{1});
+    futex_wake(&id.doorbell_seq, INT_MAX);
   }
 }
 

@@ -360,11 +360,11 @@ void Server::finish_call(layout::CallSlotHeader& slot, layout::ProcessDoorbell& 
   std::uint64_t control = layout::call_control(CallState::taken, self, generation);
   // seq_cst CAS: publishes length and reply bytes to the caller's acquire load.
   if (compare_exchange(slot.control, control, outcome)) {
+    if (layout::call_state(outcome) == CallState::replied) count(s.counters().replies);
     wake_caller(slot, doorbell);
-    if (s.core().table().is_attached(caller)) {
-      if (layout::call_state(outcome) == CallState::replied) count(s.counters().replies);
-      return;
-    }
+    // The woken caller may already have read it and left: only a caller that
+    // was reclaimed (slot gone from the table) makes the reply unreadable.
+    if (s.core().table().is_attached(caller)) return;
     // Its caller died and was reclaimed while we ran: nobody will read this.
     // Exactly one of us and the sweep of its process slot wins this CAS.
     control = outcome;
@@ -388,23 +388,21 @@ void Server::finish_call(layout::CallSlotHeader& slot, layout::ProcessDoorbell& 
 
 void Server::count_skipped(const RecordInfo& info, std::uint64_t control,
                            std::uint64_t generation) noexcept {
-  // A redelivered call was taken by a server that died: its caller got
-  // server_crashed, and `redelivered` already counts the record.
-  if (info.redelivered) return;
   auto& counters = state_->counters();
-  const bool freed_since = layout::call_state(control) == CallState::free &&
-                           layout::call_generation(control) ==
-                               ((generation + 1) & layout::kCallGenerationMask);
-  if (freed_since) {
+  const std::uint64_t next = (generation + 1) & layout::kCallGenerationMask;
+  if (layout::call_state(control) == CallState::free && layout::call_generation(control) == next) {
     // The FREE word says why (calls.hpp, kFreed*): no system call needed.
     switch (layout::call_who(control)) {
-      case layout::kFreedTakerDied: return;
+      case layout::kFreedTakerDied: return;  // its caller got server_crashed
       case layout::kFreedCallerGone: return count(counters.caller_gone);
       default: return count(counters.expired_skipped);
     }
   }
-  // Reused since: a new owner of the caller's process slot, or the caller
-  // itself, who then had given up on this call.
+  // A redelivered record found decided (by a server that died after deciding
+  // and counting, or holding it: its caller learns server_crashed) or its
+  // slot reused: counted already. Otherwise the caller, or a new owner of
+  // its process slot, moved on after giving up.
+  if (info.redelivered) return;
   const bool attached = state_->core().table().is_attached(info.sender.value);
   count(attached ? counters.expired_skipped : counters.caller_gone);
 }

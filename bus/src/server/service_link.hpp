@@ -26,6 +26,7 @@ struct ServiceLink {
   std::string name;
   Mailbox pool;
   std::array<char, 4> request_identifier{};  // zeros: any payload
+  std::array<char, 4> reply_identifier{};
   bool trusted = false;
   std::vector<Mailbox> partitions;           // keyed routing; empty: none
 
@@ -46,6 +47,8 @@ struct ServiceLink {
   // Whether `payload` carries the service's request identifier (FlatBuffers
   // bytes 4..7), when the service has one.
   [[nodiscard]] bool has_request_identifier(std::span<const std::byte> payload) const noexcept;
+  // The same for a reply and the service's reply identifier.
+  [[nodiscard]] bool has_reply_identifier(std::span<const std::byte> payload) const noexcept;
 };
 
 }  // namespace shmbus::detail

@@ -38,8 +38,10 @@
 // "Taken by the server" versus "given up by the caller" is the one CAS on
 // PENDING(g): exactly one side wins, and the loser learns it from the value
 // the CAS returns. A request whose slot no longer reads PENDING(g) is skipped
-// by the server (counted: `expired_skipped`, or `caller_gone` when the caller
-// died). A reply CAS that finds ABANDONED counts `late_replies`; it can never
+// by the server and counted by the FREE word's reason (kFreed*, below):
+// `expired_skipped` (cancelled), `caller_gone` (its caller died), nothing
+// when a server died running it (its caller got server_crashed; the ring
+// counted `redelivered`). A reply CAS that finds ABANDONED counts `late_replies`; it can never
 // reach another call, whose generation differs. Only the winner of TAKEN
 // writes `reply` and `length`, and a slot is freed (so reusable) only once no
 // server may still write it: an ABANDONED slot waits for its taker.
