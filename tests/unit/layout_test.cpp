@@ -179,13 +179,13 @@ TEST(Layout, ControlLayoutOfTheSmallestBus) {
 }
 
 TEST(Layout, ControlLayoutOfTheDefaultBus) {
-  // CreateOptions' defaults: 256 processes, 64 calls in flight, 4096-byte replies.
-  constexpr ControlLayout l = control_layout(256, 64, 4096);
+  // CreateOptions' defaults: 256 processes, 64 calls in flight, 1024-byte replies.
+  constexpr ControlLayout l = control_layout(256, 64, 1024);
   EXPECT_EQ(l.registry_offset, 16640u);
   EXPECT_EQ(l.doorbells_offset, 1130880u);
   EXPECT_EQ(l.calls_offset, 1147264u);
-  EXPECT_EQ(l.call_stride, 4160u);
-  EXPECT_EQ(l.total_size, 69304704u);
+  EXPECT_EQ(l.call_stride, 1088u);
+  EXPECT_EQ(l.total_size, 1147264u + 256u * 64u * 1088u);  // 18 MiB
 }
 
 TEST(Layout, ControlLayoutRoundsEveryPart) {

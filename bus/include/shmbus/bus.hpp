@@ -37,15 +37,15 @@ struct CreateOptions {
   std::uint32_t max_processes = 256;  // process-table slots, 1 … 1024
   std::uint32_t mode = 0600;          // permissions of every segment of the bus
   bool trusted = false;               // receivers skip the FlatBuffers verifier (never bounds checks)
-  std::string label;                  // this process's name in the table (display only)
+  std::string label{};                  // this process's name in the table (display only)
   std::uint32_t max_in_flight = 64;   // call slots per process (calls in flight), 1 … 4096
-  std::uint32_t max_reply = 4096;     // reply bytes a call slot holds, 0 … 1 MiB
+  std::uint32_t max_reply = 1024;     // reply bytes a call slot holds, 0 … 1 MiB (more: loans)
 };
 
 struct AttachOptions {
   // How long to wait for a bus that is still being created.
   std::chrono::milliseconds ready_timeout{2000};
-  std::string label;
+  std::string label{};
 };
 
 // One row of the process table, as seen at the moment of the call.
@@ -55,7 +55,7 @@ struct ProcessInfo {
   ProcessRef ref;
   int pid = 0;
   std::uint64_t start_time = 0;
-  std::string label;
+  std::string label{};
   bool alive = false;  // the kernel still holds its lock byte
 };
 
@@ -65,8 +65,8 @@ class Bus {
   //
   // Creates the control segment exclusively (mode `options.mode`) and attaches
   // this process. The segment holds the process table, the service registry
-  // and max_processes × max_in_flight call slots of max_reply bytes (pages
-  // of /dev/shm are only allocated when written). Fails with bad_name,
+  // and max_processes × max_in_flight call slots of 64 + max_reply bytes, all
+  // reserved in /dev/shm at once (18 MiB with the defaults). Fails with bad_name,
   // bad_options, bus_exists (the detail
   // names `shmbus gc` when the existing bus was abandoned by a dead creator),
   // permission_denied, too_many_processes or system_error.

@@ -30,9 +30,9 @@ struct ServiceSchema {
   std::array<char, 4> request_identifier{};  // FlatBuffers file_identifier; zeros: any
   std::array<char, 4> reply_identifier{};
   std::uint64_t hash = 0;                    // 0: untyped
-  std::string request_type;                  // fully qualified names, for tools
-  std::string reply_type;
-  std::string path;                          // where tools find the schema file, if anywhere
+  std::string request_type{};                // fully qualified names, for tools
+  std::string reply_type{};
+  std::string path{};                        // where tools find the schema file, if anywhere
   // Verifiers for the root types (servers check requests, callers replies).
   bool (*verify_request)(std::span<const std::byte>) noexcept = nullptr;
   bool (*verify_reply)(std::span<const std::byte>) noexcept = nullptr;

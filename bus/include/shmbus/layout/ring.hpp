@@ -15,8 +15,9 @@
 //   1920   cells: capacity × cell_stride, each a CellHeader + payload
 //
 // Cells, not a byte stream: a record occupies one cell whose payload holds up
-// to max_record bytes (untouched cell bytes cost no memory: /dev/shm pages
-// are allocated on first write). Positions are monotonic uint64; cell index =
+// to max_record bytes. The whole segment is reserved in /dev/shm when it is
+// created (Boost's truncate uses posix_fallocate): a full /dev/shm is an
+// error at creation, never a SIGBUS on a later write. Positions are monotonic uint64; cell index =
 // position & (capacity - 1). Every record's state lives in one 64-bit word,
 // changed only by a CAS (or a release store by its sole owner), so every cell
 // names its owner at every instant — no claimed byte is ever ownerless:
