@@ -62,7 +62,14 @@ TEST(CallThreads, EveryCallGetsItsOwnReply) {
   server->stop();
   serving.join();
   EXPECT_EQ(wrong.load(), 0);
-  EXPECT_EQ(server->counters().calls, static_cast<std::uint64_t>(4 * calls));
+  const ServerCounters counters = server->counters();
+  EXPECT_EQ(counters.calls, static_cast<std::uint64_t>(4 * calls));
+  EXPECT_EQ(counters.replies, static_cast<std::uint64_t>(4 * calls));
+  std::uint64_t sampled = 0;
+  for (const auto n : counters.latency) sampled += n;
+  EXPECT_EQ(sampled, counters.calls / 8) << "one handler time in 8 is sampled";
+  EXPECT_GT(latency_quantile(counters, 0.5).count(), 0);
+  EXPECT_LE(latency_quantile(counters, 0.5), latency_quantile(counters, 0.99));
 }
 
 TEST(CallThreads, CastsAreAllHandled) {

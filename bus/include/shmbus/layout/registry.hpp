@@ -97,8 +97,8 @@ struct ServerCounters {
   std::uint64_t dead_letters_dropped;  // dead letters refused: the list was full
   std::uint64_t bad_messages;       // requests failing verification or of another type
   std::uint64_t replies_too_large;  // replies larger than max_reply (caller: record_too_large)
-  std::uint64_t busy_ns;            // time spent in handlers
-  std::uint64_t latency[kLatencyBuckets];  // handler time histogram, bucket i < 2^i µs
+  std::uint64_t busy_ns;            // handler time of the sampled messages (1 in 8)
+  std::uint64_t latency[kLatencyBuckets];  // sampled handler times, bucket i < 2^i µs
 };
 
 enum class ServerState : std::uint32_t { free = 0, serving = 1, leaving = 2 };
