@@ -149,6 +149,9 @@ def print_calls(runs):
                 continue
             ring = value(runs, ("BM_Throughput", trusted), "items_per_second")
             vs_ring = f"; {rate / ring:.2f}x the mailbox alone ({ring / 1e6:.2f} M/s)" if ring else ""
+            line_rtt = value(sel, key, "floor_rtt_p50_ns")
+            if line_rtt:
+                vs_ring += f"; cache-line round trip {fmt_ns(line_rtt)} meanwhile"
             wait = value(sel, key, "server_cpu_wait")
             if wait is not None and wait > 0.05:
                 vs_ring += f"; BUSY MACHINE: the server waited for a CPU {wait:.0%} of the time"
@@ -157,11 +160,20 @@ def print_calls(runs):
                 ok = "meets" if rate >= CAST_TARGET else "MISSES"
                 goal = f" = {rate / CAST_TARGET:.2f}x the target of {CAST_TARGET / 1e6:.0f} M/s ({ok} it)"
             lines.append(f"  {producers} producer(s)  {bus:9} {rate / 1e6:6.2f} M casts/s{goal}{vs_ring}")
+    sides = []
+    for serve, what in ((0, "producer: cast()"), (1, "server: serve_one()")):
+        for trusted in (0, 1):
+            sel = select(runs, ("BM_CastOneSide", trusted), serve=serve)
+            v = value(sel, ("BM_CastOneSide", trusted), "seconds_per_cast")
+            if v is not None:
+                sides.append(f"{what} {'trusted' if trusted else 'verified'} {v * 1e9:.0f} ns")
     if lines:
         print()
         print("Cast throughput, 64 B SendEmail, producers on CPU 0, one busy server on CPU 1")
         for l in lines:
             print(l)
+        if sides:
+            print("  CPU time per cast, each side alone in one process: " + ", ".join(sides))
 
     rows = []
     for servers in (1, 2, 4, 8, 16):
