@@ -174,8 +174,14 @@ Expected<Delivery> Receiver::recover() noexcept {
 }
 
 Expected<Delivery> Receiver::receive(Deadline deadline, WaitMode mode) noexcept {
-  for (;;) {
+  for (std::uint32_t empty_polls = 0;;) {
     if (auto delivery = try_receive(); delivery) return delivery;
+    // Busy polling reads the clock once per kPollsPerClockCheck empty polls,
+    // so the record that ends a wait is not delayed by a clock read.
+    if (mode == WaitMode::busy_poll && ++empty_polls % kPollsPerClockCheck != 0) {
+      detail::cpu_relax();
+      continue;
+    }
     const Deadline now = Clock::now();
     if (now >= deadline) return tl::unexpected(Errc::empty);
     if (mode == WaitMode::busy_poll) {

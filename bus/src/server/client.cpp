@@ -68,8 +68,13 @@ void ServiceLink::ring_doorbell() const noexcept {
 
 namespace {
 bool has_identifier(std::span<const std::byte> payload, const std::array<char, 4>& id) noexcept {
-  if (id == std::array<char, 4>{}) return true;  // an untyped service
-  return payload.size() >= 8 && std::memcmp(payload.data() + 4, id.data(), 4) == 0;
+  std::uint32_t want = 0;
+  std::memcpy(&want, id.data(), 4);
+  if (want == 0) return true;  // an untyped service
+  if (payload.size() < 8) return false;
+  std::uint32_t have = 0;
+  std::memcpy(&have, payload.data() + 4, 4);  // one load, not a memcmp call
+  return have == want;
 }
 }  // namespace
 
@@ -127,9 +132,11 @@ Expected<PendingCall> Service::send_request(std::span<const std::byte> request,
     link.core->call_slots().free(*ticket);
     return refuse(mailbox.error());
   }
-  auto claim = options.deadline <= Clock::now()
-                   ? (*mailbox)->try_claim(request.size())
-                   : (*mailbox)->claim(request.size(), options.deadline, options.mode);
+  // Room first; the clock is read only when there is none.
+  auto claim = (*mailbox)->try_claim(request.size());
+  if (!claim && claim.error() == Errc::mailbox_full && options.deadline > Clock::now()) {
+    claim = (*mailbox)->claim(request.size(), options.deadline, options.mode);
+  }
   if (!claim) {
     link.core->call_slots().free(*ticket);  // no record names the slot
     return refuse(claim.error());
@@ -158,9 +165,10 @@ Expected<void> Service::cast(std::span<const std::byte> message, CastOptions opt
   auto mailbox = link.route(options.key);
   if (!mailbox) return refuse(mailbox.error());
   const SendOptions send{static_cast<std::uint16_t>(layout::MessageKind::cast), 0};
-  auto sent = options.deadline <= Clock::now()
-                  ? (*mailbox)->try_send(message, send)
-                  : (*mailbox)->send(message, options.deadline, send, options.mode);
+  auto sent = (*mailbox)->try_send(message, send);
+  if (!sent && sent.error() == Errc::mailbox_full && options.deadline > Clock::now()) {
+    sent = (*mailbox)->send(message, options.deadline, send, options.mode);
+  }
   if (!sent) return refuse(sent.error());
   if (!link.partitions.empty()) link.ring_doorbell();
   return {};

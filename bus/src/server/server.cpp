@@ -152,8 +152,11 @@ ServerCounters Server::counters() const noexcept {
 void Server::stop() noexcept { state_->stop_requested.store(true, std::memory_order_relaxed); }
 
 Expected<void> Server::serve(Handler& handler, ServeOptions options) noexcept {
+  // One deadline per idle stretch, not a clock read per message: serve_one
+  // returns false only when nothing came by it, and then we look at `stop`.
+  Deadline until = Clock::now() + kParkRecheckInterval;
   while (!state_->stop_requested.load(std::memory_order_relaxed)) {
-    (void)serve_one(handler, Clock::now() + kParkRecheckInterval, options.mode);
+    if (!serve_one(handler, until, options.mode)) until = Clock::now() + kParkRecheckInterval;
   }
   state_->core().registry().set_leaving(state_->link->index, state_->entry);
   return tl::unexpected(Errc::stopped);
