@@ -20,6 +20,8 @@
 //
 // The descriptor is level-like: after drain() it becomes readable again as
 // long as the mailbox holds a record or a call has an outcome not collected.
+// It may be readable with nothing to do (a signal raised just before your
+// last look): readiness can be spurious, never missing.
 #pragma once
 
 #include <memory>

@@ -108,13 +108,21 @@ int run() {
   }
   std::printf("served and collected %d calls from one epoll loop\n", replied);
 
-  // Idle: nothing becomes readable, and the waiter threads sleep in the kernel.
-  const double before = cpu_seconds();
-  epoll_event idle{};
-  const int woken = epoll_wait(ep, &idle, 1, 300);
-  const double used = cpu_seconds() - before;
+  // Idle: the waiter threads sleep in the kernel and nothing becomes
+  // readable. A signal raised just before the last look may still be
+  // pending (readiness can be spurious, never missing): drain it, once.
+  double used = 0;
+  for (int spurious = 0;; ++spurious) {
+    if (spurious > 1) return fail("idle", "the descriptor kept becoming readable with no work");
+    const double before = cpu_seconds();
+    epoll_event idle{};
+    const int woken = epoll_wait(ep, &idle, 1, 300);
+    used = cpu_seconds() - before;
+    if (woken == 0) break;
+    readiness->drain();
+    if (server->serve_one(handler, shmbus::Clock::now())) return fail("idle", "work appeared");
+  }
   ::close(ep);
-  if (woken != 0) return fail("idle", "the descriptor became readable with no work");
   if (used > 0.03) return fail("idle", "used " + std::to_string(used) + " s of CPU in 0.3 s idle");
   std::printf("idle 0.3 s: %.4f s of CPU\n", used);
   return 0;
