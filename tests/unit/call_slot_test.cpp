@@ -420,7 +420,7 @@ TEST_F(CallSlotTest, AcquireRecyclesSlotsLeftInEachState) {
       {"TAKEN(g, live server)", call_control(CallState::taken, alive, g), kBusy, 0},
       // Our own abandoned call whose server has died since.
       {"ABANDONED(g, dead server)", call_control(CallState::abandoned, dead, g), g + 1,
-       layout::kFreedNormally},
+       layout::kFreedTakerDied},
       {"ABANDONED(g, live server)", call_control(CallState::abandoned, alive, g), kBusy, 0},
       {"state 9, never written", call_control(static_cast<CallState>(9), alive, g), g + 1, kGone},
       {"state 15, never written", call_control(static_cast<CallState>(15), alive, g), g + 1, kGone},

@@ -126,11 +126,11 @@ class Server {
   friend class Readiness;
   struct State;
   explicit Server(std::unique_ptr<State> state) noexcept;
-  // Parks until a message may be waiting (takes nothing), `deadline`, or
-  // wake_work_waiters(). Keyed services wait at most kParkRecheckInterval.
-  void wait_for_work(Deadline deadline) noexcept;
+  // For Readiness's waiter thread: parks until a message may be waiting
+  // (takes nothing), `deadline`, or wake_work_waiters(); true when the loop
+  // should look. Idle with nothing queued, it sleeps without a timer.
+  [[nodiscard]] bool wait_for_work(Deadline deadline) noexcept;
   void wake_work_waiters() noexcept;
-  [[nodiscard]] bool has_work() const noexcept;
   bool serve_one_keyed(Handler& handler, Deadline deadline, WaitMode mode) noexcept;
   [[nodiscard]] std::optional<Delivery> take_any() noexcept;
   void handle(Handler& handler, Delivery& delivery) noexcept;

@@ -6,6 +6,18 @@ namespace shmbus::detail {
 
 using layout::CallState;
 
+namespace {
+// A reply nobody will read: its caller died. Counted by whoever wins the CAS
+// that discards it (this, or the server's own discard).
+void count_discarded_reply(const ControlView& view, const layout::CallSlotHeader& slot) noexcept {
+  const std::uint32_t service = load_relaxed(slot.service);
+  if (service == 0 || service > layout::kMaxServices) return;
+  auto& retired = view.service(service - 1).counters.retired;
+  fetch_add(retired.caller_gone, std::uint64_t{1}, std::memory_order_relaxed);
+  fetch_add(retired.late_replies, std::uint64_t{1}, std::memory_order_relaxed);
+}
+}  // namespace
+
 CallSlots::CallSlots(const ControlView& view, ProcessTable& table)
     : view_(view),
       table_(table),
@@ -32,14 +44,8 @@ void CallSlots::sweep(const ControlView& view, const ProcessTable& table,
         layout::call_control(CallState::free, layout::kFreedCallerGone,
                              (layout::call_generation(control) + 1) & layout::kCallGenerationMask);
     if (!compare_exchange(s.control, control, freed)) continue;  // a server decided first
-    const std::uint32_t service = load_relaxed(s.service);
-    if (service == 0 || service > layout::kMaxServices) continue;
-    auto& retired = view.service(service - 1).counters.retired;
     // A withdrawn request is counted by the server that reaches its record.
-    if (state == CallState::replied) {
-      fetch_add(retired.caller_gone, std::uint64_t{1}, std::memory_order_relaxed);
-      fetch_add(retired.late_replies, std::uint64_t{1}, std::memory_order_relaxed);
-    }
+    if (state == CallState::replied) count_discarded_reply(view, s);
   }
 }
 
@@ -68,11 +74,13 @@ bool CallSlots::recycle(std::uint32_t index, std::uint64_t& generation) noexcept
     // Left by a dead owner of our process slot, or by a server that died:
     // nobody can still write it. A server racing us for a PENDING one wins
     // or loses on this CAS.
-    // An abandoned call of ours whose server died; else a previous owner's.
+    // An abandoned call of ours whose server died (the record, redelivered,
+    // counts nothing more); else a previous owner's, dead.
     const std::uint32_t why =
-        state == CallState::abandoned ? layout::kFreedNormally : layout::kFreedCallerGone;
+        state == CallState::abandoned ? layout::kFreedTakerDied : layout::kFreedCallerGone;
     const std::uint64_t freed = layout::call_control(CallState::free, why, generation + 1);
     if (compare_exchange(s.control, control, freed)) {
+      if (state == CallState::replied) count_discarded_reply(view_, s);
       generation = (generation + 1) & layout::kCallGenerationMask;
       return true;
     }

@@ -146,6 +146,13 @@ Expected<PendingCall> Service::send_request(std::span<const std::byte> request,
   claim->set_correlation(layout::call_correlation(ticket->index, ticket->generation));
   claim->commit();
   if (!link.partitions.empty()) link.ring_doorbell();
+  // A Readiness waiter of ours asleep without a timeout must learn of this
+  // call's deadline (seq_cst: after the commit, Dekker with its waiters++).
+  auto& own = link.core->call_slots().doorbell();
+  if (load_seq_cst(own.waiters) != 0) {
+    fetch_add(own.seq, std::uint32_t{1});
+    futex_wake(&own.seq, INT_MAX);
+  }
   return PendingCall(link_, ticket->index, ticket->generation, options);
 }
 

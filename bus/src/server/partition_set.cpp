@@ -52,14 +52,10 @@ void PartitionSet::rebalance(BusCore& core) noexcept {
       if (auto receiver = partitions_[p].receiver()) owned_[p].emplace(std::move(*receiver));
     }
   }
-  if (released) {
-    // The new owners may have tried and failed while we held on: tell them
-    // now rather than at their next check.
-    auto& id = core.registry().entry(service_).identity;
-    fetch_add(core.control().registry().epoch, std::uint64_t{1});
-    fetch_add(id.doorbell_seq, std::uint32_t{1});
-    futex_wake(&id.doorbell_seq, INT_MAX);
-  }
+  std::uint64_t mask = 0;
+  for (std::uint32_t p = 0; p < owned_.size(); ++p) mask |= owned_[p] ? std::uint64_t{1} << p : 0;
+  owned_mask_.store(mask, std::memory_order_release);
+  if (released) announce_release(core);
 }
 
 std::optional<Delivery> PartitionSet::try_receive() noexcept {
@@ -82,8 +78,39 @@ bool PartitionSet::ready() const noexcept {
   return false;
 }
 
-void PartitionSet::release_all() noexcept {
-  for (auto& r : owned_) r.reset();
+bool PartitionSet::owned_backlog() const noexcept {
+  const std::uint64_t mask = owned_mask_.load(std::memory_order_acquire);
+  for (std::uint32_t p = 0; p < partitions_.size(); ++p) {
+    if ((mask >> p & 1) != 0 && partitions_[p].depth() > 0) return true;
+  }
+  return false;
+}
+
+bool PartitionSet::unowned_backlog() const noexcept {
+  const std::uint64_t mask = owned_mask_.load(std::memory_order_acquire);
+  for (std::uint32_t p = 0; p < partitions_.size(); ++p) {
+    if ((mask >> p & 1) == 0 && partitions_[p].depth() > 0) return true;
+  }
+  return false;
+}
+
+void PartitionSet::release_all(BusCore& core) noexcept {
+  bool released = false;
+  for (auto& r : owned_) {
+    released = released || r.has_value();
+    r.reset();
+  }
+  owned_mask_.store(0, std::memory_order_release);
+  if (released) announce_release(core);
+}
+
+void PartitionSet::announce_release(BusCore& core) noexcept {
+  // The new owners may have tried and failed while we held on: tell them
+  // now rather than at their next check.
+  auto& id = core.registry().entry(service_).identity;
+  fetch_add(core.control().registry().epoch, std::uint64_t{1});
+  fetch_add(id.doorbell_seq, std::uint32_t{1});
+  futex_wake(&id.doorbell_seq, INT_MAX);
 }
 
 }  // namespace shmbus::detail

@@ -10,6 +10,7 @@
 // Hand-overs happen only between messages: per-key order is kept.
 #pragma once
 
+#include <atomic>
 #include <cstdint>
 #include <optional>
 #include <vector>
@@ -30,8 +31,13 @@ class PartitionSet {
   [[nodiscard]] std::optional<Delivery> try_receive() noexcept;
   // Whether a partition we own seems to hold a ready record (takes nothing).
   [[nodiscard]] bool ready() const noexcept;
-  // Lets go of every partition (leaving the pool).
-  void release_all() noexcept;
+  // For another thread (Readiness's waiter), which must not touch the
+  // receivers: whether a partition we own has records queued, and whether
+  // one we do not own has (a dead or leaving owner's, perhaps ours next).
+  [[nodiscard]] bool owned_backlog() const noexcept;
+  [[nodiscard]] bool unowned_backlog() const noexcept;
+  // Lets go of every partition (leaving the pool) and tells the siblings.
+  void release_all(BusCore& core) noexcept;
 
   [[nodiscard]] bool empty() const noexcept { return partitions_.empty(); }
   [[nodiscard]] std::uint32_t owned() const noexcept;
@@ -39,6 +45,7 @@ class PartitionSet {
 
  private:
   void rebalance(BusCore& core) noexcept;
+  void announce_release(BusCore& core) noexcept;
 
   std::vector<Mailbox> partitions_;
   std::vector<std::optional<Receiver>> owned_;  // sized once: Deliveries point at them
@@ -47,6 +54,7 @@ class PartitionSet {
   std::uint64_t seen_epoch_ = ~std::uint64_t{0};
   Deadline next_check_{};
   std::uint32_t rotate_ = 0;
+  std::atomic<std::uint64_t> owned_mask_{0};  // bit p: we own partition p (published for waiters)
 };
 
 }  // namespace shmbus::detail

@@ -16,6 +16,7 @@
 #include <cerrno>
 #include <climits>
 #include <cstring>
+#include <system_error>
 #include <thread>
 
 #include "bus/bus_core.hpp"
@@ -47,11 +48,9 @@ struct Readiness::State {
 
   void watch_server() noexcept {
     while (!stop.load(std::memory_order_acquire)) {
-      server->wait_for_work(Deadline::max());
+      const bool look = server->wait_for_work(Deadline::max());
       if (stop.load(std::memory_order_acquire)) break;
-      if (server->has_work()) {
-        signal_and_wait_for_drain();
-      }
+      if (look) signal_and_wait_for_drain();
     }
     running.fetch_sub(1);
   }
@@ -113,8 +112,17 @@ Result<Readiness> Readiness::create(Bus& bus, Server* server) {
   }
   State* s = state.get();
   s->running.store(server != nullptr ? 2 : 1);
-  s->call_waiter = std::thread([s] { s->watch_calls(); });
-  if (server != nullptr) s->server_waiter = std::thread([s] { s->watch_server(); });
+  try {
+    s->call_waiter = std::thread([s] { s->watch_calls(); });
+    if (server != nullptr) s->server_waiter = std::thread([s] { s->watch_server(); });
+  } catch (const std::system_error& e) {
+    // No exception crosses the API: stop what started, report the failure.
+    if (!s->server_waiter.joinable() && server != nullptr) s->running.fetch_sub(1);
+    if (!s->call_waiter.joinable()) s->running.fetch_sub(1);
+    s->shut_down();
+    state->event_fd = -1;
+    return fail(Errc::system_error, std::string("Readiness: cannot start a waiter thread: ") + e.what());
+  }
   return Readiness(std::move(state));
 }
 

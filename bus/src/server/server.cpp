@@ -46,6 +46,17 @@ struct Server::State {
   std::uint32_t messages = 0;
   [[nodiscard]] bool sample_latency() noexcept { return ++messages % kLatencySample == 0; }
 
+  // A loop that calls serve_one(now) never parks, so the receiver's own
+  // interval check may not come around: look for dead producers' claims and
+  // dead siblings' records once per interval when nothing came.
+  Deadline next_recover{};
+  [[nodiscard]] Expected<Delivery> recover_if_due() noexcept {
+    const Deadline now = Clock::now();
+    if (now < next_recover) return tl::unexpected(Errc::empty);
+    next_recover = now + kParkRecheckInterval;
+    return receiver->recover();
+  }
+
   // Dead callers' call slots are recycled when their process slot is
   // reclaimed; servers see to it so that nobody else has to.
   void reclaim_if_due(bool idle) noexcept {
@@ -138,7 +149,7 @@ Server::Server(Server&&) noexcept = default;
 
 Server::~Server() {
   if (!state_) return;
-  if (state_->partitions) state_->partitions->release_all();
+  if (state_->partitions) state_->partitions->release_all(state_->core());
   state_->receiver.reset();  // frees our consumer entries first: nothing is held
   state_->core().registry().leave(state_->link->index, state_->entry);
 }
@@ -159,6 +170,8 @@ Expected<void> Server::serve(Handler& handler, ServeOptions options) noexcept {
     if (!serve_one(handler, until, options.mode)) until = Clock::now() + kParkRecheckInterval;
   }
   state_->core().registry().set_leaving(state_->link->index, state_->entry);
+  // Keyed: siblings take our partitions now, not when this object goes.
+  if (state_->partitions) state_->partitions->release_all(state_->core());
   return tl::unexpected(Errc::stopped);
 }
 
@@ -166,10 +179,16 @@ bool Server::serve_one(Handler& handler, Deadline deadline, WaitMode mode) noexc
   if (state_->partitions) {
     const bool served = serve_one_keyed(handler, deadline, mode);
     state_->reclaim_if_due(!served);
-    return served;
+    if (served) return true;
+    auto recovered = state_->recover_if_due();
+    if (!recovered) return false;
+    handle(handler, *recovered);
+    recovered->done();
+    return true;
   }
   auto delivery = state_->receiver->receive(deadline, mode);
   state_->reclaim_if_due(!delivery);
+  if (!delivery) delivery = state_->recover_if_due();
   if (!delivery) return false;
   handle(handler, *delivery);
   delivery->done();
@@ -188,21 +207,35 @@ std::optional<Delivery> Server::take_any() noexcept {
   return std::nullopt;
 }
 
-void Server::wait_for_work(Deadline deadline) noexcept {
+bool Server::wait_for_work(Deadline deadline) noexcept {
+  // Runs on Readiness's waiter thread: it reads shared words and the
+  // immutable mailboxes only, never the serving thread's receivers.
   State& s = *state_;
-  if (!s.partitions) return s.receiver->wait_until_ready(deadline);
+  const Deadline recheck = Clock::now() + kParkRecheckInterval;
+  if (!s.partitions) {
+    if (s.receiver->ready()) return true;
+    // Records queued but none ready: a dead producer's claim (or a dead
+    // sibling's record) blocks the head. Look again in a while; the loop's
+    // serve_one recovers it. Nothing queued: sleep without a timer.
+    const bool blocked = s.link->pool.depth() > 0;
+    s.receiver->wait_until_ready(blocked ? std::min(deadline, recheck) : deadline);
+    return s.receiver->ready() || (blocked && Clock::now() >= recheck);
+  }
   auto& id = s.link->identity();
-  s.partitions->rebalance_if_due(s.core(), Clock::now());
+  const std::uint64_t epoch = load_acquire(s.core().control().registry().epoch);
   const std::uint32_t rung = load_acquire(id.doorbell_seq);
   fetch_add(id.doorbell_waiters, std::uint32_t{1});  // seq_cst, then seq_cst loads (Dekker)
-  if (!s.receiver->ready() && !s.partitions->ready()) {
-    detail::futex_wait(&id.doorbell_seq, rung, std::min(deadline, s.partitions->next_check()));
+  const bool waiting = s.receiver->ready() || s.partitions->owned_backlog();
+  // Partitions with records that are not ours may become ours (a sibling
+  // died or left): their hand-over needs the loop to look now and then.
+  if (!waiting) {
+    const bool check = s.partitions->unowned_backlog() || s.link->pool.depth() > 0;
+    detail::futex_wait(&id.doorbell_seq, rung, check ? std::min(deadline, recheck) : deadline);
   }
   fetch_sub(id.doorbell_waiters, std::uint32_t{1});
-}
-
-bool Server::has_work() const noexcept {
-  return state_->receiver->ready() || (state_->partitions && state_->partitions->ready());
+  return waiting || s.receiver->ready() || s.partitions->owned_backlog() ||
+         s.partitions->unowned_backlog() ||
+         load_acquire(s.core().control().registry().epoch) != epoch;
 }
 
 void Server::wake_work_waiters() noexcept {
@@ -239,9 +272,9 @@ bool Server::serve_one_keyed(Handler& handler, Deadline deadline, WaitMode mode)
       continue;
     }
     // Dekker with the sender: our seq_cst waiters++, then seq_cst loads of
-    // the heads (has_work) against its seq_cst commit, then waiters load.
+    // the heads against its seq_cst commit, then waiters load.
     fetch_add(id.doorbell_waiters, std::uint32_t{1});
-    if (!has_work()) {
+    if (!s.receiver->ready() && !s.partitions->ready()) {
       detail::futex_wait(&id.doorbell_seq, rung, std::min(deadline, s.partitions->next_check()));
     }
     fetch_sub(id.doorbell_waiters, std::uint32_t{1});
