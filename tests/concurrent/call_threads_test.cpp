@@ -3,6 +3,8 @@
 // pool mailbox the same shared memory as between processes).
 #include <gtest/gtest.h>
 
+#include <poll.h>
+
 #include <atomic>
 #include <chrono>
 #include <cstring>
@@ -11,6 +13,7 @@
 
 #include "support/scoped_bus.hpp"
 #include "shmbus/client.hpp"
+#include "shmbus/readiness.hpp"
 #include "shmbus/server.hpp"
 
 namespace shmbus {
@@ -153,6 +156,82 @@ TEST(CallThreads, KeyedCastsKeepPerKeyOrderAcrossServersJoiningAndLeaving) {
   joiner.join();
   EXPECT_EQ(handler.handled.load(), total);
   EXPECT_EQ(handler.out_of_order.load(), 0u);
+}
+
+}  // namespace
+}  // namespace shmbus
+
+namespace shmbus {
+namespace {
+
+// Waits for `fd` to become readable, up to `timeout`.
+bool readable_within(int fd, std::chrono::milliseconds timeout) {
+  pollfd p{fd, POLLIN, 0};
+  return ::poll(&p, 1, static_cast<int>(timeout.count())) == 1;
+}
+
+TEST(ReadinessThreads, ACallsDeadlineMakesTheDescriptorReadableWithNoServer) {
+  auto bus = test::ScopedBus::create();
+  ASSERT_TRUE(bus->register_service("nobody", {}));
+  auto service = bus->service("nobody");
+  ASSERT_TRUE(service);
+  auto ready = Readiness::create(bus.bus(), nullptr);
+  ASSERT_TRUE(ready) << ready.error().message();
+  const std::uint64_t value = 1;
+  auto pending = service->send_request(bytes_of(value), {.deadline = deadline_in(100ms)});
+  ASSERT_TRUE(pending);
+  ASSERT_TRUE(readable_within(ready->fd(), 5s)) << "the deadline was never signalled";
+  ready->drain();
+  auto outcome = pending->poll();
+  if (!outcome && outcome.error() == Errc::empty) {  // signalled just before the deadline
+    ASSERT_TRUE(readable_within(ready->fd(), 5s));
+    outcome = pending->poll();
+  }
+  ASSERT_FALSE(outcome);
+  EXPECT_EQ(outcome.error(), Errc::timeout_not_started);
+}
+
+// An event loop on one thread serves a keyed service and calls it, woken
+// only by the Readiness descriptor; producers on other threads cast to it.
+TEST(ReadinessThreads, AKeyedServerServesAndCallsFromItsLoop) {
+  auto bus = test::ScopedBus::create();
+  const ServiceOptions options{.partitions = 4};
+  auto server = Server::start(bus.bus(), "keyed", options);
+  ASSERT_TRUE(server) << server.error().message();
+  auto service = bus->service("keyed");
+  ASSERT_TRUE(service);
+  auto ready = Readiness::create(bus.bus(), &*server);
+  ASSERT_TRUE(ready) << ready.error().message();
+  Incrementer handler;
+  const long casts = test::scaled(2000);
+  std::thread producer([&] {
+    for (long i = 0; i < casts; ++i) {
+      const std::uint64_t v = static_cast<std::uint64_t>(i);
+      (void)service->cast(bytes_of(v), {.deadline = deadline_in(10s), .key = v % 16});
+    }
+  });
+  std::vector<PendingCall> calls;
+  for (std::uint64_t i = 0; i < 16; ++i) {
+    auto pending = service->send_request(bytes_of(i), {.deadline = deadline_in(10s), .key = i});
+    ASSERT_TRUE(pending);
+    calls.push_back(std::move(*pending));
+  }
+  std::size_t replied = 0;
+  const auto until = deadline_in(20s);
+  while ((replied < calls.size() || handler.casts.load() < static_cast<std::uint64_t>(casts)) &&
+         Clock::now() < until) {
+    if (!readable_within(ready->fd(), 1s)) continue;
+    ready->drain();
+    while (server->serve_one(handler, Clock::now())) {
+    }
+    for (auto& call : calls) {
+      auto reply = call.poll();
+      if (reply) ++replied;
+    }
+  }
+  producer.join();
+  EXPECT_EQ(replied, calls.size());
+  EXPECT_EQ(handler.casts.load(), static_cast<std::uint64_t>(casts));
 }
 
 }  // namespace
