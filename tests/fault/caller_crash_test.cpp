@@ -301,17 +301,8 @@ TEST(CallerCrash, ReclaimingACallerWhileServersReplyToItCountsEachOfItsCallsOnce
 // short-lived worker) got its reply: the server must count it in `replies`,
 // whenever the caller detaches, or the ledger misses a call.
 //
-// DISABLED: library bug. Server::finish_call (bus/src/server/server.cpp)
-// decides "reply or discarded" by is_attached(caller) *after* its REPLIED
-// CAS and the wake. The woken caller often runs first (here about half the
-// calls): it reads the reply, frees the slot (FREE(g+1), kFreedNormally) and
-// detaches; the server then sees "not attached", its REPLIED→FREE CAS fails,
-// and the reply is counted nowhere (replies ~50 of 100, late_replies 0). The
-// previous version counted these as replies *and* late_replies+caller_gone.
-// Fix: on a failed discard CAS, count `replies` when the word is FREE(g+1)
-// with kFreedNormally (its caller collected it); count nothing when it is
-// kFreedCallerGone (the sweep counted it). Or count `replies` at the REPLIED
-// CAS and have only the discarding party add late_replies/caller_gone.
+// (Server::finish_call counts `replies` at its REPLIED CAS; only the party
+// that discards an unread reply adds late_replies and caller_gone.)
 TEST(CallerCrash, ACallerThatReadsItsReplyAndExitsAtOnceIsCountedAsReplied) {
   auto bus = test::ScopedBus::create(test::crash_bus_options());
   ASSERT_TRUE(bus->register_service(kCrashService, test::crash_service_options()));

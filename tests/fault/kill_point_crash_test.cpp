@@ -195,15 +195,8 @@ TEST(CrashPoint, CallWhoseRecordKilledMaxDeliveriesServersBeforeItsTakeFailsServ
 // skips it, and must count the skip (expired_skipped), as it would for a
 // record delivered once — the server ledger must agree with the callers'.
 //
-// DISABLED: library bug. Server::count_skipped (bus/src/server/server.cpp)
-// returns at once for any redelivered record ("a redelivered call was taken
-// by a server that died"), but this one's server died *before* its TAKEN
-// CAS: the FREE word says kFreedCancelled, and the skip is counted nowhere
-// (expired_skipped 0, while the caller counted timeout_not_started).
-// Likewise a redelivered record whose caller died is not caller_gone. Fix:
-// classify by the FREE word first (kFreedTakerDied: no count; kFreedCancelled:
-// expired_skipped; kFreedCallerGone: caller_gone) and keep the redelivered
-// early return only for the reused-slot case, where the word cannot say.
+// (Server::count_skipped classifies by the FREE word's reason first, so a
+// redelivered record whose caller gave up still counts expired_skipped.)
 TEST(CrashPoint, ServerKilledHoldingACallWhoseCallerGaveUpLeavesTheSiblingsSkipCounted) {
   auto bus = test::ScopedBus::create(test::crash_bus_options());
   ASSERT_TRUE(bus->register_service(kCrashService, test::crash_service_options()));

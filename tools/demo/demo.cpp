@@ -94,11 +94,12 @@ void print_outcomes(const std::map<std::string, int>& outcomes) {
   std::printf("    %-20s %d (every call has exactly one outcome)\n", "total", total);
 }
 
-const shmbus::ServiceInfo* find_mailer(const std::vector<shmbus::ServiceInfo>& services) {
-  for (const auto& s : services) {
-    if (s.name == "mailer") return &s;
+// The mailer's row (services() is a snapshot: keep the vector alive).
+shmbus::ServiceInfo find_mailer(shmbus::Bus& bus) {
+  for (auto& s : bus.services()) {
+    if (s.name == "mailer") return s;
   }
-  return nullptr;
+  return {};  // registered by the first worker before we look: cannot happen
 }
 
 int run(shmbus::Bus& bus) {
@@ -112,10 +113,10 @@ int run(shmbus::Bus& bus) {
   // The server is still skipping the requests whose callers gave up: let it
   // reach the end of the queue, so both ledgers cover the same 300 calls.
   const auto settled = shmbus::deadline_in(10s);
-  auto before = find_mailer(bus.services())->totals;
+  auto before = find_mailer(bus).totals;
   while (before.calls + before.expired_skipped < 300 && shmbus::Clock::now() < settled) {
     std::this_thread::sleep_for(1ms);
-    before = find_mailer(bus.services())->totals;
+    before = find_mailer(bus).totals;
   }
   std::printf("    server side: ran %llu calls, skipped %llu whose callers had given up "
               "(expired_skipped), %llu late replies\n\n",
@@ -137,7 +138,7 @@ int run(shmbus::Bus& bus) {
               crashed ? "reply" : shmbus::to_string(crashed.error()), static_cast<long long>(took.count()));
   (void)service->cast(encode("linus@example.org", "crash"), {.deadline = shmbus::deadline_in(1s)});
   const auto until = shmbus::deadline_in(10s);
-  while (find_mailer(bus.services())->totals.casts == 0 && shmbus::Clock::now() < until) {
+  while (find_mailer(bus).totals.casts == 0 && shmbus::Clock::now() < until) {
     std::this_thread::sleep_for(1ms);
   }
 
@@ -150,8 +151,8 @@ int run(shmbus::Bus& bus) {
   std::erase(workers, -1);
   stop_workers(workers);
   (void)bus.reclaim_dead();
-  const auto* s = find_mailer(bus.services());
-  const auto& t = s->totals;
+  const shmbus::ServiceInfo s = find_mailer(bus);
+  const auto& t = s.totals;
   std::printf("\nservice 'mailer': calls %llu, casts %llu, replies %llu, expired_skipped %llu, "
               "late_replies %llu, redelivered %llu, dead_lettered %llu, bad_messages %llu, "
               "server_crashed %llu, queued %llu\n",
@@ -163,8 +164,8 @@ int run(shmbus::Bus& bus) {
               static_cast<unsigned long long>(t.dead_lettered),
               static_cast<unsigned long long>(t.bad_messages),
               static_cast<unsigned long long>(
-                  s->outcomes[static_cast<std::size_t>(shmbus::Errc::server_crashed)]),
-              static_cast<unsigned long long>(s->depth));
+                  s.outcomes[static_cast<std::size_t>(shmbus::Errc::server_crashed)]),
+              static_cast<unsigned long long>(s.depth));
   const bool ok = !crashed && crashed.error() == shmbus::Errc::server_crashed && t.redelivered >= 1;
   std::printf("%s\n", ok ? "nothing was lost silently." : "UNEXPECTED OUTCOME");
   return ok ? 0 : 1;

@@ -154,9 +154,19 @@ class Bus {
   // Bus::service()
   //
   // A client handle for calls and casts (client.hpp). Look it up once and
-  // reuse it. Fails with no_such_service (not registered yet), not_a_segment,
-  // layout_mismatch, permission_denied or system_error.
+  // reuse it. Fails with no_such_service (not registered yet),
+  // no_such_mailbox (a mailbox of the service was removed), not_a_segment,
+  // layout_mismatch, permission_denied, size_too_small or system_error.
   [[nodiscard]] Result<Service> service(std::string_view name);
+
+  // Bus::dead_letters()
+  //
+  // A receiver of the service's dead-letter list: casts that max_deliveries
+  // servers died on. Each record is the cast as sent (type cast), with its
+  // delivery count in RecordInfo::correlation; done() drops it, and a tool
+  // may cast it again to requeue it. Fails with no_such_service,
+  // too_many_consumers, not_a_segment, permission_denied or system_error.
+  [[nodiscard]] Result<Receiver> dead_letters(std::string_view service);
 
   // Every registered service: its servers, queue depth, dead letters and
   // counters, as seen at the moment of the call. Never fails.

@@ -56,6 +56,8 @@ struct CallOptions {
   // Messages with the same key run on one server at a time, in the order
   // sent (the service must have partitions; else bad_options).
   std::optional<std::uint64_t> key{};
+  // How long sending may wait for room in the mailbox; unset: until `deadline`.
+  std::optional<Deadline> room_deadline{};
 };
 
 struct CastOptions {
@@ -151,21 +153,27 @@ class Service {
   //
   // Starts a call without waiting for its reply. Fails before sending with
   // too_many_in_flight, record_too_large, bad_message (not of the service's
-  // request type) or mailbox_full (no room by options.deadline).
+  // request type), bad_options (a key, and the service has no partitions) or
+  // mailbox_full (no room by options.room_deadline, default the call's
+  // deadline; an event loop that must not block sets it to now).
+  // A call abandoned at its deadline keeps its slot until its server
+  // finishes: a stuck server can use up the slots (too_many_in_flight).
   [[nodiscard]] Expected<PendingCall> send_request(std::span<const std::byte> request,
                                                    CallOptions options = {}) noexcept;
 
   // cast()
   //
   // Accepted into the mailbox, or refused: mailbox_full (no room by
-  // options.deadline; at once by default), record_too_large, bad_message.
+  // options.deadline; at once by default), record_too_large, bad_message,
+  // bad_options (a key, and the service has no partitions).
   // An accepted cast is delivered, at least once (redelivered, marked, if a
   // server dies running it; dead-lettered after max_deliveries).
   [[nodiscard]] Expected<void> cast(std::span<const std::byte> message,
                                     CastOptions options = {}) noexcept;
 
   [[nodiscard]] const std::string& name() const noexcept;
-  // Records queued in the pool mailbox (a snapshot while others send).
+  // Records queued in the pool and partition mailboxes (a snapshot while
+  // others send).
   [[nodiscard]] std::uint64_t depth() const noexcept;
 
  private:

@@ -32,10 +32,10 @@ struct ServiceSchema {
   std::uint64_t hash = 0;                    // 0: untyped
   std::string request_type{};                // fully qualified names, for tools
   std::string reply_type{};
-  std::string path{};                        // where tools find the schema file, if anywhere
-  // Verifiers for the root types (servers check requests, callers replies).
+  std::string path{};  // the request's .fbs, absolute or relative to share/shmbus/schemas
+  // The request root type's verifier, run by servers (callers verify a
+  // reply when they read it: Reply::read<Root>).
   bool (*verify_request)(std::span<const std::byte>) noexcept = nullptr;
-  bool (*verify_reply)(std::span<const std::byte>) noexcept = nullptr;
 
   // The schema of a service whose requests are `Request` tables and replies
   // `Reply` tables (flatc --gen-name-strings types). The hash covers both
@@ -71,7 +71,8 @@ struct ServerCounters {
 
 // The handler time below which a fraction `q` (0 … 1) of the counted
 // messages fell, read from the histogram: the upper bound of the bucket that
-// holds the q-quantile (so within a factor of two). Zero when nothing counted.
+// holds the q-quantile (so within a factor of two). Zero when nothing counted;
+// microseconds::max() when it falls in the last, open bucket (>= 16.4 ms).
 [[nodiscard]] std::chrono::microseconds latency_quantile(const ServerCounters& counters,
                                                          double q) noexcept;
 
@@ -88,8 +89,12 @@ struct ServiceInfo {
   std::string name;
   ServiceOptions options;       // as registered (verifiers left null)
   std::vector<ServerInfo> servers;
-  std::uint64_t depth = 0;      // records queued in the pool mailbox
+  std::uint64_t depth = 0;      // records queued in the pool and partition mailboxes
   std::uint64_t dead_letters = 0;
+  // The service's mailboxes (pool and partitions) summed: sender_aborted
+  // (callers or casters that died between claim and commit), ring-level
+  // redelivered and bad_messages, mailbox_full refusals.
+  MailboxCounters mailboxes;
   ServerCounters totals;
   // Caller-side outcomes other than a reply, indexed by Errc value
   // (timeout_not_started, server_crashed, mailbox_full, …).
@@ -116,9 +121,6 @@ ServiceSchema ServiceSchema::of(const char* request_identifier, const char* repl
   // cannot hold them), against the registry's copy.
   schema.verify_request = [](std::span<const std::byte> bytes) noexcept {
     return verify_message<Request>(bytes, nullptr);
-  };
-  schema.verify_reply = [](std::span<const std::byte> bytes) noexcept {
-    return verify_message<Reply>(bytes, nullptr);
   };
   return schema;
 }

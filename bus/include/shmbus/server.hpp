@@ -42,8 +42,10 @@
 
 namespace shmbus {
 
-// A received call or cast. The payload is private memory that passed the
-// service's verifier (unless the bus is trusted), valid during the handler.
+// A received call or cast, valid during the handler. For a service with a
+// schema the payload is a private copy that passed the verifier (unless the
+// bus is trusted: then it is the ring's bytes, bounds-checked); for an
+// untyped service, the ring's bytes.
 class Request {
  public:
   [[nodiscard]] std::span<const std::byte> payload() const noexcept { return payload_; }
@@ -99,7 +101,8 @@ class Server {
   // Registers `service` with `options` (or checks the registered one) and
   // joins its pool. Fails with bad_name, bad_options, schema_mismatch (the
   // name is registered with other types or options), too_many_services,
-  // too_many_consumers (64 live servers), permission_denied or system_error.
+  // too_many_consumers (64 live servers), no_such_mailbox, not_a_segment,
+  // layout_mismatch, size_too_small, permission_denied or system_error.
   [[nodiscard]] static Result<Server> start(Bus& bus, std::string_view service,
                                             const ServiceOptions& options);
 

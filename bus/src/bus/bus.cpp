@@ -206,18 +206,42 @@ Result<Service> Bus::service(std::string_view name) {
   return Service(std::move(*link));
 }
 
+Result<Receiver> Bus::dead_letters(std::string_view service) {
+  if (!core_->registry().find(service)) {
+    return fail(Errc::no_such_service,
+                "no service '" + std::string(service) + "' on bus '" + core_->name() + "'");
+  }
+  auto dead = detail::MailboxFactory::open(core_, detail::dead_letter_shm_name(*core_, service),
+                                           std::string(service) + "~dead");
+  if (!dead) return tl::unexpected(dead.error());
+  return dead->receiver();
+}
+
 std::vector<ServiceInfo> Bus::services() const {
   auto infos = core_->registry().snapshot();
   for (auto& info : infos) {
+    auto add = [&info](const Mailbox& mailbox) {
+      info.depth += mailbox.depth();
+      const MailboxCounters c = mailbox.counters();
+      auto& sum = info.mailboxes;
+      sum.claimed += c.claimed;
+      sum.consumed += c.consumed;
+      sum.sender_aborted += c.sender_aborted;
+      sum.redelivered += c.redelivered;
+      sum.bad_messages += c.bad_messages;
+      sum.full_refusals += c.full_refusals;
+      sum.consumer_wake_calls += c.consumer_wake_calls;
+      sum.producer_wake_calls += c.producer_wake_calls;
+    };
     if (auto pool = detail::MailboxFactory::open(core_, detail::pool_shm_name(*core_, info.name),
                                                  info.name + "~pool")) {
-      info.depth = pool->depth();
+      add(*pool);
     }
     for (std::uint32_t p = 0; p < info.options.partitions; ++p) {
       if (auto partition = detail::MailboxFactory::open(
               core_, detail::partition_shm_name(*core_, info.name, p),
               info.name + "~k" + std::to_string(p))) {
-        info.depth += partition->depth();
+        add(*partition);
       }
     }
     if (auto dead = detail::MailboxFactory::open(

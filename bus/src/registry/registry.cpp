@@ -37,9 +37,12 @@ std::chrono::microseconds latency_quantile(const ServerCounters& counters, doubl
   std::uint64_t seen = 0;
   for (std::size_t i = 0; i < counters.latency.size(); ++i) {
     seen += counters.latency[i];
-    if (seen >= rank) return std::chrono::microseconds{std::uint64_t{1} << i};
+    if (seen >= rank) {
+      if (i + 1 == counters.latency.size()) return std::chrono::microseconds::max();  // open
+      return std::chrono::microseconds{std::uint64_t{1} << i};
+    }
   }
-  return std::chrono::microseconds{std::uint64_t{1} << (counters.latency.size() - 1)};
+  return std::chrono::microseconds::max();
 }
 
 namespace detail {
@@ -290,6 +293,9 @@ void Registry::leave(std::uint32_t index, std::uint32_t entry) {
   retire_dead(service);
   fetch_add(view_.registry().epoch, std::uint64_t{1});
 }
+
+static_assert(static_cast<std::uint32_t>(Errc::stopped) < layout::kOutcomeCounters,
+              "every Errc has an outcome counter");
 
 void Registry::count_outcome(std::uint32_t index, Errc outcome) const noexcept {
   const auto i = static_cast<std::uint32_t>(outcome);

@@ -134,8 +134,9 @@ Expected<PendingCall> Service::send_request(std::span<const std::byte> request,
   }
   // Room first; the clock is read only when there is none.
   auto claim = (*mailbox)->try_claim(request.size());
-  if (!claim && claim.error() == Errc::mailbox_full && options.deadline > Clock::now()) {
-    claim = (*mailbox)->claim(request.size(), options.deadline, options.mode);
+  const Deadline room = options.room_deadline.value_or(options.deadline);
+  if (!claim && claim.error() == Errc::mailbox_full && room > Clock::now()) {
+    claim = (*mailbox)->claim(request.size(), room, options.mode);
   }
   if (!claim) {
     link.core->call_slots().free(*ticket);  // no record names the slot

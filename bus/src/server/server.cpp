@@ -315,7 +315,8 @@ void Server::handle_cast(Handler& handler, Delivery& delivery) noexcept {
   const RecordInfo& info = delivery.info();
   if (info.deliveries > s.max_deliveries) {
     // max_deliveries servers died running it: park it where a person looks.
-    auto moved = s.dead_letters->try_send(delivery.payload(), {info.type, info.correlation});
+    // The delivery count travels in the correlation word (a cast has none).
+    auto moved = s.dead_letters->try_send(delivery.payload(), {info.type, info.deliveries});
     count(moved ? s.counters().dead_lettered : s.counters().dead_letters_dropped);
     return;
   }

@@ -34,8 +34,9 @@
 // is freed, a server entry of a dead process is retired. Lock-free readers
 // (clients, `shmbus ps`) load `state` with acquire and read identity fields
 // only when it says live; identity fields never change while live.
-// Counters are plain words written with relaxed fetch_add by one server (its
-// own ServerEntry) or by callers (ServiceCounters::outcomes, rare paths only).
+// Counters are plain words: a server's own ServerEntry is written by that
+// server alone (relaxed load + store); ServiceCounters (outcomes, retired) by
+// many processes with relaxed fetch_add, on rare paths only.
 // When a server entry is retired its counts are added to `retired`, so
 // service totals survive the servers that made them.
 #pragma once
@@ -50,7 +51,7 @@ namespace shmbus::layout {
 
 inline constexpr std::uint32_t kMaxServices = 64;
 inline constexpr std::uint32_t kMaxServersPerService = kMaxConsumersPerMailbox;
-inline constexpr std::uint32_t kOutcomeCounters = 32;  // indexed by Errc value
+inline constexpr std::uint32_t kOutcomeCounters = 32;  // indexed by Errc value (all < 32)
 inline constexpr std::uint32_t kLatencyBuckets = 16;   // 2^i microseconds
 inline constexpr std::uint32_t kMaxPartitions = 64;    // keyed routing, per service
 
@@ -84,7 +85,7 @@ struct ServiceIdentity {
   std::uint8_t reserved[152];
 };
 
-// Per server, written only by that server (relaxed fetch_add on its own line).
+// Per server, written only by that server (relaxed load + store).
 struct ServerCounters {
   std::uint64_t calls;              // calls taken and run
   std::uint64_t casts;              // casts run
