@@ -328,6 +328,20 @@ TEST(ServerCrash, PoisonCastIsDeadLetteredAfterMaxDeliveriesWhileThePoolServesTh
   ASSERT_TRUE(reply) << to_string(reply.error());
   EXPECT_TRUE(servers.all_alive()) << servers.outputs();
   EXPECT_EQ(dead.size(), kMaxDeliveries);
+
+  // A person (or `shmbus dead-letters`) reads the poison back, as it was sent,
+  // with the number of deliveries that killed servers.
+  auto letters = bus->dead_letters(service.name());
+  ASSERT_TRUE(letters) << letters.error().message();
+  auto letter = letters->try_receive();
+  ASSERT_TRUE(letter);
+  EXPECT_EQ(letter->info().correlation, u(kMaxDeliveries + 1));
+  const CrashRequest poisoned{u(poison), CrashAction::poison};
+  const auto sent = wire_bytes(poisoned);
+  ASSERT_EQ(letter->payload().size(), sent.size());
+  EXPECT_TRUE(std::equal(sent.begin(), sent.end(), letter->payload().begin()));
+  letter->done();
+  EXPECT_EQ(test::crash_service_info(bus.bus()).dead_letters, 0u) << "done() drops it";
 }
 
 TEST(ServerCrash, DeadLettersBeyondTheListsCapacityAreCountedAsDropped) {
