@@ -1,111 +1,17 @@
-// server.cpp — the server's side of layout/calls.hpp and the receive loop.
+// server.cpp — a server's life (start, leave) and its receive loop; the call
+// path is server_calls.cpp.
 #include "shmbus/server.hpp"
 
-#include <bit>
-#include <climits>
 #include <cstring>
-#include <optional>
 
 #include "bus/mailbox_factory.hpp"
-#include "server/partition_set.hpp"
-#include "server/service_link.hpp"
-#include "shmbus/detail/atomic.hpp"
+#include "server/server_state.hpp"
 #include "shmbus/detail/test_hook.hpp"
-#include "wait/futex.hpp"
 
 namespace shmbus {
 
 using namespace detail;  // the shared-word helpers of detail/atomic.hpp
 using layout::CallState;
-
-namespace {
-// One scan of the process table (a system call per live process) per second
-// per server: dead callers are found within a second, at a negligible cost.
-constexpr std::chrono::seconds kReclaimInterval{1};
-// Busy servers read the clock for it only every this many messages.
-constexpr std::uint32_t kMessagesPerReclaimCheck = 256;
-// Handler times are sampled, one message in kLatencySample: the histogram's
-// quantiles stay true, and the hot path reads no clock beyond what a call's
-// deadline check needs (casts: none at all on unsampled messages).
-constexpr std::uint32_t kLatencySample = 8;
-}  // namespace
-
-struct Server::State {
-  std::shared_ptr<detail::ServiceLink> link;
-  std::optional<Receiver> receiver;
-  std::optional<Mailbox> dead_letters;
-  std::optional<detail::PartitionSet> partitions;  // keyed services only
-  bool pool_first = true;                          // alternates pool and partitions
-  std::uint32_t entry = 0;  // our ServerEntry in the registry
-  ServiceSchema schema;     // the verifiers of this process's handler
-  std::uint32_t max_deliveries = 3;
-  MessageBuffer scratch;
-  std::atomic<bool> stop_requested{false};
-  Deadline next_reclaim{};  // servers reclaim dead processes (callers) now and then
-  std::uint32_t since_reclaim_check = 0;
-  std::uint32_t messages = 0;
-  [[nodiscard]] bool sample_latency() noexcept { return ++messages % kLatencySample == 0; }
-
-  // A loop that calls serve_one(now) never parks, so the receiver's own
-  // interval check may not come around: look for dead producers' claims and
-  // dead siblings' records once per interval when nothing came.
-  Deadline next_recover{};
-  [[nodiscard]] Expected<Delivery> recover_if_due() noexcept {
-    const Deadline now = Clock::now();
-    if (now < next_recover) return tl::unexpected(Errc::empty);
-    next_recover = now + kParkRecheckInterval;
-    return receiver->recover();
-  }
-
-  // Dead callers' call slots are recycled when their process slot is
-  // reclaimed; servers see to it so that nobody else has to.
-  void reclaim_if_due(bool idle) noexcept {
-    if (!idle && ++since_reclaim_check < kMessagesPerReclaimCheck) return;
-    since_reclaim_check = 0;
-    const Deadline now = Clock::now();
-    if (now < next_reclaim) return;
-    next_reclaim = now + kReclaimInterval;
-    (void)core().reclaim_dead();
-  }
-
-  [[nodiscard]] detail::BusCore& core() const noexcept { return *link->core; }
-  [[nodiscard]] layout::ServerCounters& counters() const noexcept {
-    return core().registry().server_counters(link->index, entry);
-  }
-};
-
-namespace {
-
-void count(std::uint64_t& counter, std::uint64_t n = 1) noexcept {
-  // One writer (this server): a plain load and store, no locked instruction.
-  detail::store_relaxed(counter, detail::load_relaxed(counter) + n);
-}
-
-void wake_caller(layout::CallSlotHeader& slot, layout::ProcessDoorbell& doorbell) noexcept {
-  // seq_cst: after our CAS on control (Dekker with the caller's waiters++).
-  if (detail::load_seq_cst(slot.waiters) != 0) {
-    detail::futex_wake(reinterpret_cast<const std::uint32_t*>(&slot.control), INT_MAX);
-  }
-  // A readiness waiter of the caller's process waits for any of its calls.
-  if (detail::load_seq_cst(doorbell.waiters) != 0) {
-    detail::fetch_add(doorbell.seq, std::uint32_t{1});
-    detail::futex_wake(&doorbell.seq, INT_MAX);
-  }
-}
-
-std::uint64_t now_ns() noexcept {
-  return static_cast<std::uint64_t>(
-      std::chrono::duration_cast<std::chrono::nanoseconds>(Clock::now().time_since_epoch()).count());
-}
-
-void record_latency(layout::ServerCounters& counters, std::uint64_t ns) noexcept {
-  const std::uint64_t micros = ns / 1000;
-  const auto bucket = std::min<std::size_t>(std::bit_width(micros), layout::kLatencyBuckets - 1);
-  count(counters.latency[bucket]);
-  count(counters.busy_ns, ns);
-}
-
-}  // namespace
 
 Expected<void> ReplyWriter::assign(std::span<const std::byte> bytes) noexcept {
   if (bytes.size() > area_.size()) {
@@ -292,23 +198,6 @@ void Server::handle(Handler& handler, Delivery& delivery) noexcept {
   delivery.count_bad_message();
 }
 
-namespace {
-
-// The request's bytes, verified against the service's types: a private copy
-// when verified, the ring's bytes when the service is untyped or the bus
-// trusted. Empty optional: bad_message.
-std::optional<std::span<const std::byte>> checked_payload(const detail::ServiceLink& link,
-                                                          const ServiceSchema& schema,
-                                                          MessageBuffer& scratch,
-                                                          std::span<const std::byte> payload) {
-  if (!link.has_request_identifier(payload)) return std::nullopt;
-  if (link.trusted || schema.verify_request == nullptr) return payload;
-  const auto copy = scratch.assign(payload);
-  if (!schema.verify_request(copy)) return std::nullopt;
-  return copy;
-}
-
-}  // namespace
 
 void Server::handle_cast(Handler& handler, Delivery& delivery) noexcept {
   State& s = *state_;
@@ -333,122 +222,6 @@ void Server::handle_cast(Handler& handler, Delivery& delivery) noexcept {
   handler.handle_cast(request);
   if (sampled) record_latency(s.counters(), now_ns() - start);
   count(s.counters().casts);
-}
-
-void Server::handle_call(Handler& handler, Delivery& delivery) noexcept {
-  State& s = *state_;
-  const RecordInfo& info = delivery.info();
-  const detail::ControlView& view = s.core().control();
-  const std::uint32_t caller = info.sender.value;
-  const std::uint32_t index = layout::correlation_index(info.correlation);
-  const std::uint64_t generation = layout::correlation_generation(info.correlation);
-  if (layout::ref_slot(caller) >= view.max_processes() || index >= view.calls_per_process()) {
-    count(s.counters().bad_messages);  // names no call slot: forged or torn
-    delivery.count_bad_message();
-    return;
-  }
-  auto& slot = view.call_slot(layout::ref_slot(caller), index);
-  auto& doorbell = view.doorbell(layout::ref_slot(caller));
-  const std::uint64_t pending = layout::call_control(CallState::pending, 0, generation);
-  std::uint64_t control = load_acquire(slot.control);
-  if (control != pending) return count_skipped(info, control, generation);
-  if (info.deliveries > s.max_deliveries) {
-    // Servers died on it before they could take it (verifier, copy): stop here.
-    const auto refused = layout::call_control(
-        CallState::failed, static_cast<std::uint32_t>(Errc::server_crashed), generation);
-    if (compare_exchange(slot.control, control, refused)) return wake_caller(slot, doorbell);
-    return count_skipped(info, control, generation);
-  }
-  const std::uint64_t start = now_ns();
-  if (start > load_relaxed(slot.deadline_ns)) {
-    const auto expired = layout::call_control(CallState::expired, 0, generation);
-    if (!compare_exchange(slot.control, control, expired)) return count_skipped(info, control, generation);
-    count(s.counters().expired_skipped);
-    return wake_caller(slot, doorbell);
-  }
-  auto payload = checked_payload(*s.link, s.schema, s.scratch, delivery.payload());
-  if (!payload) {
-    const auto refused = layout::call_control(
-        CallState::failed, static_cast<std::uint32_t>(Errc::bad_message), generation);
-    if (!compare_exchange(slot.control, control, refused)) return count_skipped(info, control, generation);
-    count(s.counters().bad_messages);
-    delivery.count_bad_message();
-    return wake_caller(slot, doorbell);
-  }
-  const std::uint32_t self = s.core().table().self().value;
-  const std::uint64_t taken = layout::call_control(CallState::taken, self, generation);
-  if (!compare_exchange(slot.control, control, taken)) return count_skipped(info, control, generation);
-  SHMBUS_TEST_HOOK(server_after_take);
-  const Request request(*payload, info);
-  ReplyWriter writer({view.reply_area(slot), view.max_reply()});
-  handler.handle_call(request, writer);
-  SHMBUS_TEST_HOOK(server_before_reply);
-  if (s.sample_latency()) record_latency(s.counters(), now_ns() - start);
-  count(s.counters().calls);
-  finish_call(slot, doorbell, caller, generation, writer.length_);
-}
-
-void Server::finish_call(layout::CallSlotHeader& slot, layout::ProcessDoorbell& doorbell,
-                         std::uint32_t caller, std::uint64_t generation,
-                         std::size_t length) noexcept {
-  State& s = *state_;
-  const std::uint32_t self = s.core().table().self().value;
-  std::uint64_t outcome = layout::call_control(CallState::replied, 0, generation);
-  if (length > s.core().control().max_reply()) {
-    count(s.counters().replies_too_large);
-    outcome = layout::call_control(CallState::failed,
-                                   static_cast<std::uint32_t>(Errc::record_too_large), generation);
-  } else {
-    store_relaxed(slot.length, static_cast<std::uint32_t>(length));
-  }
-  std::uint64_t control = layout::call_control(CallState::taken, self, generation);
-  // seq_cst CAS: publishes length and reply bytes to the caller's acquire load.
-  if (compare_exchange(slot.control, control, outcome)) {
-    if (layout::call_state(outcome) == CallState::replied) count(s.counters().replies);
-    wake_caller(slot, doorbell);
-    // The woken caller may already have read it and left: only a caller that
-    // was reclaimed (slot gone from the table) makes the reply unreadable.
-    if (s.core().table().is_attached(caller)) return;
-    // Its caller died and was reclaimed while we ran: nobody will read this.
-    // Exactly one of us and the sweep of its process slot wins this CAS.
-    control = outcome;
-    if (compare_exchange(slot.control, control,
-                         layout::call_control(CallState::free, layout::kFreedCallerGone,
-                                              generation + 1))) {
-      count(s.counters().late_replies);
-      count(s.counters().caller_gone);
-    }
-    return;
-  }
-  // ABANDONED(g, us): the caller returned timeout_in_progress at its
-  // deadline. The slot is ours until we free it; its caller's allocator waits.
-  const std::uint64_t abandoned = layout::call_control(CallState::abandoned, self, generation);
-  if (control != abandoned) return;  // not ours to touch (see calls.hpp)
-  count(s.counters().late_replies);
-  (void)compare_exchange(slot.control, control,
-                         layout::call_control(CallState::free, layout::kFreedNormally,
-                                              generation + 1));
-}
-
-void Server::count_skipped(const RecordInfo& info, std::uint64_t control,
-                           std::uint64_t generation) noexcept {
-  auto& counters = state_->counters();
-  const std::uint64_t next = (generation + 1) & layout::kCallGenerationMask;
-  if (layout::call_state(control) == CallState::free && layout::call_generation(control) == next) {
-    // The FREE word says why (calls.hpp, kFreed*): no system call needed.
-    switch (layout::call_who(control)) {
-      case layout::kFreedTakerDied: return;  // its caller got server_crashed
-      case layout::kFreedCallerGone: return count(counters.caller_gone);
-      default: return count(counters.expired_skipped);
-    }
-  }
-  // A redelivered record found decided (by a server that died after deciding
-  // and counting, or holding it: its caller learns server_crashed) or its
-  // slot reused: counted already. Otherwise the caller, or a new owner of
-  // its process slot, moved on after giving up.
-  if (info.redelivered) return;
-  const bool attached = state_->core().table().is_attached(info.sender.value);
-  count(attached ? counters.expired_skipped : counters.caller_gone);
 }
 
 }  // namespace shmbus
