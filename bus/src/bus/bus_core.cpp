@@ -70,8 +70,10 @@ Result<void> BusCore::join(std::string_view label) {
 }
 
 std::uint32_t BusCore::reclaim_dead() noexcept {
-  return table_->reclaim_dead(
-      [this](std::uint32_t slot) { CallSlots::sweep(*control_view_, *table_, slot); });
+  return table_->reclaim_dead([this](std::uint32_t slot, std::uint32_t dead) {
+    CallSlots::sweep(*control_view_, *table_, slot);
+    CallSlots::wake_callers_of(*control_view_, dead);
+  });
 }
 
 bool BusCore::trusted() const noexcept {

@@ -1,6 +1,9 @@
 #include "calls/call_slots.hpp"
 
 #include "shmbus/detail/atomic.hpp"
+#include "wait/futex.hpp"
+
+#include <climits>
 
 namespace shmbus::detail {
 
@@ -101,6 +104,26 @@ void CallSlots::forget(std::uint32_t index) noexcept {
 }  // namespace shmbus::detail
 
 namespace shmbus::detail {
+
+void CallSlots::wake_callers_of(const ControlView& view, std::uint32_t dead) noexcept {
+  for (std::uint32_t p = 0; p < view.max_processes(); ++p) {
+    bool woke = false;
+    for (std::uint32_t i = 0; i < view.calls_per_process(); ++i) {
+      auto& s = view.call_slot(p, i);
+      const std::uint64_t control = load_acquire(s.control);
+      if (layout::call_state(control) != CallState::taken || layout::call_who(control) != dead) continue;
+      if (load_seq_cst(s.waiters) != 0) {
+        futex_wake(reinterpret_cast<const std::uint32_t*>(&s.control), INT_MAX);
+      }
+      woke = true;
+    }
+    auto& doorbell = view.doorbell(p);
+    if (woke && load_seq_cst(doorbell.waiters) != 0) {
+      fetch_add(doorbell.seq, std::uint32_t{1});
+      futex_wake(&doorbell.seq, INT_MAX);
+    }
+  }
+}
 
 void CallSlots::mark_answered(std::uint32_t index) noexcept {
   in_use_[index].store(2, std::memory_order_release);

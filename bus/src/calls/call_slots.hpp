@@ -60,6 +60,10 @@ class CallSlots {
   // may still write are left to it. The caller holds `process`'s lock byte.
   static void sweep(const ControlView& view, const ProcessTable& table,
                     std::uint32_t process) noexcept;
+  // Wakes every caller parked on a call that the dead process `dead` had
+  // taken, so it learns server_crashed now rather than at its next
+  // liveness check (the supervisor's or a server's reclaim calls this).
+  static void wake_callers_of(const ControlView& view, std::uint32_t dead) noexcept;
 
   [[nodiscard]] layout::CallSlotHeader& slot(std::uint32_t index) const noexcept {
     return view_.call_slot(process_slot_, index);

@@ -112,7 +112,8 @@ bool ProcessTable::is_alive(std::uint32_t ref) const noexcept {
   return ofd_is_locked(query_fd_, i);
 }
 
-std::uint32_t ProcessTable::reclaim_dead(const std::function<void(std::uint32_t)>& on_reclaimed) noexcept {
+std::uint32_t ProcessTable::reclaim_dead(
+    const std::function<void(std::uint32_t, std::uint32_t)>& on_reclaimed) noexcept {
   // OFD locks never conflict within one open file description: two threads of
   // this process could both "hold" a dead slot's byte. One reaper at a time.
   const std::lock_guard one_reaper(reclaim_mutex_);
@@ -129,7 +130,9 @@ std::uint32_t ProcessTable::reclaim_dead(const std::function<void(std::uint32_t)
     if (compare_exchange(slots_[i].state, state, freed)) {
       fetch_add(header_->reclaimed, std::uint64_t{1});
       ++reclaimed;
-      if (on_reclaimed && locked) on_reclaimed(i);
+      if (on_reclaimed && locked) {
+        on_reclaimed(i, layout::process_ref(i, layout::slot_generation(state)));
+      }
     }
     if (locked) ofd_unlock(lock_fd_, i);
   }

@@ -43,9 +43,11 @@ class ProcessTable {
   // system call): false once the slot was reclaimed or left; a dead process
   // whose slot nobody reclaimed yet still counts as attached.
   [[nodiscard]] bool is_attached(std::uint32_t ref) const noexcept;
-  // Frees the slots of dead processes, calling `on_reclaimed(slot)` for each
-  // while holding its lock byte (no new process can join it meanwhile).
-  std::uint32_t reclaim_dead(const std::function<void(std::uint32_t)>& on_reclaimed = {}) noexcept;
+  // Frees the slots of dead processes, calling `on_reclaimed(slot, ref)` for
+  // each (ref: the dead process's reference) while holding its lock byte (no
+  // new process can join it meanwhile).
+  std::uint32_t reclaim_dead(
+      const std::function<void(std::uint32_t, std::uint32_t)>& on_reclaimed = {}) noexcept;
   // Whether any slot's lock byte is held by a live process (one system call).
   [[nodiscard]] bool any_locked() const noexcept;
   [[nodiscard]] std::vector<ProcessInfo> snapshot() const;

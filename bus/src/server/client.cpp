@@ -344,6 +344,9 @@ Expected<Reply> PendingCall::wait() noexcept {
     if (again == seen) {
       detail::futex_wait(futex_word(slot), static_cast<std::uint32_t>(seen),
                          std::min(deadline_, next_check));
+      // Woken with nothing changed: a reaper saying our server died (or a
+      // spurious wake-up): ask the kernel at once.
+      check_taker = load_acquire(slot.control) == seen && Clock::now() < next_check;
     }
     fetch_sub(slot.waiters, std::uint32_t{1});
   }
