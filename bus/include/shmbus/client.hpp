@@ -130,6 +130,11 @@ class PendingCall {
   // One look at the slot: an outcome, or `empty`. `give_up` CASes the
   // undecided call away; `check_taker` asks the kernel whether its server lives.
   Expected<Reply> step(bool give_up, bool check_taker) noexcept;
+  Expected<Reply> collect_reply() noexcept;
+  // CASes our slot word from `control` to `to`; false (and `control` updated)
+  // when a server changed it first.
+  bool leave_slot(std::uint64_t& control, std::uint64_t to) noexcept;
+  Expected<Reply> finish(Errc outcome, bool free_slot) noexcept;
   std::shared_ptr<detail::ServiceLink> link_;
   std::uint32_t index_ = 0;
   std::uint64_t generation_ = 0;

@@ -96,6 +96,14 @@ std::uint64_t to_ns(Deadline d) noexcept {
   return ns < 0 ? 0 : static_cast<std::uint64_t>(ns);
 }
 
+// The Errc of a FAILED word; only the codes a server writes are believed.
+Errc failure_of(std::uint64_t control) noexcept {
+  const auto code = static_cast<Errc>(layout::call_who(control));
+  const bool known = code == Errc::bad_message || code == Errc::record_too_large ||
+                     code == Errc::server_crashed;
+  return known ? code : Errc::bad_message;
+}
+
 const std::uint32_t* futex_word(const layout::CallSlotHeader& slot) noexcept {
   // The control word's low half (little-endian): every state change moves it.
   return reinterpret_cast<const std::uint32_t*>(&slot.control);
@@ -237,81 +245,75 @@ Expected<Reply> PendingCall::cancel() noexcept {
   return step(true, true);
 }
 
+Expected<Reply> PendingCall::finish(Errc outcome, bool free_slot) noexcept {
+  if (free_slot) link_->core->call_slots().free({index_, generation_});
+  finished_ = true;
+  outcome_ = outcome;
+  link_->core->registry().count_outcome(link_->index, outcome);
+  return tl::unexpected(outcome);
+}
+
+bool PendingCall::leave_slot(std::uint64_t& control, std::uint64_t to) noexcept {
+  auto& slots = link_->core->call_slots();
+  if (!compare_exchange(slots.slot(index_).control, control, to)) return false;
+  // Freed by us, or ABANDONED: its server frees it, or acquire() once it is dead.
+  slots.forget(index_);
+  return true;
+}
+
+Expected<Reply> PendingCall::collect_reply() noexcept {
+  auto& slots = link_->core->call_slots();
+  // The caller's acquire load of REPLIED pairs with the server's CAS:
+  // length and bytes are final.
+  const std::uint32_t length = load_relaxed(slots.slot(index_).length);
+  const std::span<const std::byte> reply{slots.reply_area(index_), length};
+  // The reply's type: its identifier here; its whole structure when the
+  // user reads it (Reply::read verifies a private copy).
+  if (length > slots.max_reply() || !link_->has_reply_identifier(reply)) {
+    return finish(Errc::bad_message, true);
+  }
+  finished_ = true;
+  slots.mark_answered(index_);
+  return Reply(link_, index_, generation_, reply);
+}
+
 Expected<Reply> PendingCall::step(bool give_up, bool check_taker) noexcept {
   auto& slots = link_->core->call_slots();
-  auto& slot = slots.slot(index_);
-  const CallTicket ticket{index_, generation_};
-  auto finish = [&](Errc outcome, bool free_slot) -> Expected<Reply> {
-    if (free_slot) slots.free(ticket);
-    finished_ = true;
-    outcome_ = outcome;
-    link_->core->registry().count_outcome(link_->index, outcome);
-    return tl::unexpected(outcome);
-  };
-  std::uint64_t control = load_acquire(slot.control);
-  for (;;) {
-    if (layout::call_generation(control) != generation_) {
-      // Only we free our slot: another process wrote what it must not.
-      slots.forget(index_);
-      return finish(Errc::server_crashed, false);
-    }
+  const std::uint64_t next = generation_ + 1;
+  std::uint64_t control = load_acquire(slots.slot(index_).control);
+  for (;;) {  // each `continue`: a CAS lost to the server, `control` holds its word
+    if (layout::call_generation(control) != generation_) break;
     switch (layout::call_state(control)) {
-      case CallState::replied: {
-        // acquire (above): pairs with the server's REPLIED CAS; length and bytes are final.
-        const std::uint32_t length = load_relaxed(slot.length);
-        if (length > slots.max_reply()) return finish(Errc::bad_message, true);
-        // The reply's type: its identifier here; its whole structure when the
-        // user reads it (Reply::read verifies a private copy).
-        if (!link_->has_reply_identifier({slots.reply_area(index_), length})) {
-          return finish(Errc::bad_message, true);
-        }
-        finished_ = true;
-        slots.mark_answered(index_);
-        return Reply(link_, index_, generation_, {slots.reply_area(index_), length});
-      }
+      case CallState::replied: return collect_reply();
       case CallState::expired: return finish(Errc::timeout_not_started, true);
-      case CallState::failed: {
-        const auto code = static_cast<Errc>(layout::call_who(control));
-        const bool known = code == Errc::bad_message || code == Errc::record_too_large ||
-                           code == Errc::server_crashed;
-        return finish(known ? code : Errc::bad_message, true);
-      }
-      case CallState::pending: {
+      case CallState::failed: return finish(failure_of(control), true);
+      case CallState::pending:
         if (!give_up) return tl::unexpected(Errc::empty);
-        const std::uint64_t freed =
-            layout::call_control(CallState::free, layout::kFreedCancelled, generation_ + 1);
-        if (compare_exchange(slot.control, control, freed)) {
-          slots.forget(index_);
+        if (leave_slot(control, layout::call_control(CallState::free, layout::kFreedCancelled, next))) {
           return finish(Errc::timeout_not_started, false);
         }
-        continue;  // a server decided first: `control` holds its word
-      }
-      case CallState::taken: {
+        continue;
+      case CallState::taken:
         if (check_taker && !slots.table().is_alive(layout::call_who(control))) {
-          const std::uint64_t freed =
-              layout::call_control(CallState::free, layout::kFreedTakerDied, generation_ + 1);
-          if (compare_exchange(slot.control, control, freed)) {
-            slots.forget(index_);
+          if (leave_slot(control, layout::call_control(CallState::free, layout::kFreedTakerDied, next))) {
             return finish(Errc::server_crashed, false);
           }
           continue;
         }
         if (!give_up) return tl::unexpected(Errc::empty);
-        const std::uint64_t abandoned =
-            layout::call_control(CallState::abandoned, layout::call_who(control), generation_);
-        if (compare_exchange(slot.control, control, abandoned)) {
-          slots.forget(index_);  // its server frees it, or acquire() once it is dead
+        if (leave_slot(control, layout::call_control(CallState::abandoned,
+                                                     layout::call_who(control), generation_))) {
           return finish(Errc::timeout_in_progress, false);
         }
         continue;
-      }
-      default:
-        // free or abandoned with our generation, or a word nobody writes:
-        // another process wrote what it must not. The call is lost to us.
-        slots.forget(index_);
-        return finish(Errc::server_crashed, false);
+      default: break;
     }
+    break;
   }
+  // Another generation, or a word nobody writes in our slot: another process
+  // wrote what it must not. The call is lost to us.
+  slots.forget(index_);
+  return finish(Errc::server_crashed, false);
 }
 
 Expected<Reply> PendingCall::wait() noexcept {
