@@ -6,10 +6,16 @@
 // Readiness runs small waiter threads that park on the bus's futex words and
 // signal a private eventfd: one for the server's mailbox (if it serves), one
 // for the outcomes of this process's calls. Idle, they sleep in the kernel
-// with no timeout: an idle embedded service uses no CPU. While calls are in
-// flight the call waiter also wakes every kParkRecheckInterval to ask the
-// kernel whether their servers live (server_crashed is learned in bounded
-// time); a keyed server's waiter does too (to take over partitions).
+// with no timeout: an idle embedded service uses no CPU. Timers run only
+// while there is something to watch: with calls in flight the call waiter
+// wakes at their deadlines and every kParkRecheckInterval to ask the kernel
+// whether their servers live (server_crashed in bounded time); with records
+// queued but blocked (a dead producer's claim, partitions of a dead or
+// leaving sibling) the server waiter looks again each interval.
+//
+// The serving thread must call serve_one with a deadline of now (it never
+// parks itself; the waiter thread parks for it). Keep the Server where it is
+// (not moved) while its Readiness lives.
 //
 //   auto ready = shmbus::Readiness::create(bus, &server).value();
 //   epoll_ctl(ep, EPOLL_CTL_ADD, ready.fd(), &event{EPOLLIN});
