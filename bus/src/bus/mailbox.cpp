@@ -209,8 +209,7 @@ void Receiver::wait_until_ready(Deadline deadline) noexcept {
 
 void Receiver::wake_waiters() noexcept {
   auto& data = ring_->header().data;
-  detail::fetch_add(data.seq, std::uint32_t{1});
-  detail::futex_wake(&data.seq, INT_MAX);
+  detail::ring_all(data.seq);
 }
 
 // ---- Mailbox -------------------------------------------------------------------------------

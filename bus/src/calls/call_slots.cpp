@@ -119,8 +119,7 @@ void CallSlots::wake_callers_of(const ControlView& view, std::uint32_t dead) noe
     }
     auto& doorbell = view.doorbell(p);
     if (woke && load_seq_cst(doorbell.waiters) != 0) {
-      fetch_add(doorbell.seq, std::uint32_t{1});
-      futex_wake(&doorbell.seq, INT_MAX);
+      ring_all(doorbell.seq);
     }
   }
 }

@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <chrono>
 #include <cstring>
+#include <thread>
 
 #include "bus/bus_core.hpp"
 #include "bus/mailbox_factory.hpp"
@@ -76,6 +77,24 @@ template <std::size_t N>
 std::string_view text_of(const char (&field)[N]) noexcept {
   return {field, strnlen(field, N)};
 }
+
+// The registry epoch is a sequence lock for readers of counters: odd while
+// a holder of the mutex moves counts between a server entry and `retired`
+// (join, leave), so a snapshot that saw it odd or changed reads again.
+// Other changes (registration, a server leaving, partitions let go) move it
+// by two: readers that only watch for change (rebalancing) see them too.
+class EpochChange {
+ public:
+  explicit EpochChange(std::uint64_t& epoch) noexcept : epoch_(epoch) {
+    fetch_add(epoch_, std::uint64_t{1});
+  }
+  ~EpochChange() { fetch_add(epoch_, std::uint64_t{1}); }
+  EpochChange(const EpochChange&) = delete;
+  EpochChange& operator=(const EpochChange&) = delete;
+
+ private:
+  std::uint64_t& epoch_;
+};
 
 bool power_of_two(std::uint32_t n) noexcept { return n >= 2 && (n & (n - 1)) == 0; }
 
@@ -152,6 +171,11 @@ Registry::Registry(const ControlView& view, ProcessTable& table)
     : view_(view), table_(table), mutex_(view.registry().mutex, [this] { repair(); }) {}
 
 void Registry::repair() noexcept {
+  // A holder killed inside an EpochChange left the epoch odd: even it out.
+  // (Its half-moved counts stay as they are: at worst one word counted twice.)
+  if ((load_acquire(view_.registry().epoch) & 1) != 0) {
+    fetch_add(view_.registry().epoch, std::uint64_t{1});
+  }
   for (std::uint32_t i = 0; i < layout::kMaxServices; ++i) {
     ServiceEntry& service = view_.service(i);
     const std::uint64_t state = load_acquire(service.identity.state);
@@ -230,7 +254,7 @@ Result<std::uint32_t> Registry::register_service(const std::shared_ptr<BusCore>&
   write_identity(service.identity, name, options);
   // release: pairs with find()'s acquire; identity fields are complete.
   store_release(service.identity.state, service_state(generation, ServiceState::live));
-  fetch_add(view_.registry().epoch, std::uint64_t{1});
+  fetch_add(view_.registry().epoch, std::uint64_t{2});
   return index;
 }
 
@@ -256,6 +280,7 @@ Result<std::uint32_t> Registry::join(std::uint32_t index) {
   RobustLock lock(mutex_);
   if (!lock.result()) return tl::unexpected(lock.result().error());
   ServiceEntry& service = view_.service(index);
+  const EpochChange change(view_.registry().epoch);
   retire_dead(service);
   for (std::uint32_t i = 0; i < layout::kMaxServersPerService; ++i) {
     layout::ServerEntry& server = service.servers[i];
@@ -263,7 +288,6 @@ Result<std::uint32_t> Registry::join(std::uint32_t index) {
     server.joined_unix_ns = unix_ns();
     store_relaxed(server.state, static_cast<std::uint32_t>(ServerState::serving));
     store_release(server.owner, table_.self().value);
-    fetch_add(view_.registry().epoch, std::uint64_t{1});
     return i;
   }
   return fail(Errc::too_many_consumers, "the pool of service '" +
@@ -275,8 +299,8 @@ void Registry::set_leaving(std::uint32_t index, std::uint32_t entry) noexcept {
   store_relaxed(view_.service(index).servers[entry].state,
                 static_cast<std::uint32_t>(ServerState::leaving));
   // Keyed services: siblings re-read membership and take over our partitions
-  // once we let go of them.
-  fetch_add(view_.registry().epoch, std::uint64_t{1});
+  // once we let go of them. By two: the epoch stays even (see EpochChange).
+  fetch_add(view_.registry().epoch, std::uint64_t{2});
 }
 
 void Registry::leave(std::uint32_t index, std::uint32_t entry) {
@@ -289,9 +313,9 @@ void Registry::leave(std::uint32_t index, std::uint32_t entry) {
   }
   ServiceEntry& service = view_.service(index);
   layout::ServerEntry& server = service.servers[entry];
+  const EpochChange change(view_.registry().epoch);
   if (load_acquire(server.owner) == table_.self().value) retire(service, server);
   retire_dead(service);
-  fetch_add(view_.registry().epoch, std::uint64_t{1});
 }
 
 static_assert(static_cast<std::uint32_t>(Errc::stopped) < layout::kOutcomeCounters,
@@ -340,6 +364,22 @@ void add_counters(ServerCounters& sum, const ServerCounters& more) noexcept {
 }
 
 std::vector<ServiceInfo> Registry::snapshot() const {
+  // Read again while a join or leave moves counts (see EpochChange); give
+  // up after a few tries rather than wait on a busy registry.
+  constexpr int kAttempts = 8;
+  std::vector<ServiceInfo> services;
+  for (int attempt = 1;; ++attempt) {
+    const std::uint64_t before = load_acquire(view_.registry().epoch);
+    if ((before & 1) != 0 && attempt < kAttempts) {
+      std::this_thread::yield();
+      continue;
+    }
+    services = snapshot_once();
+    if (load_acquire(view_.registry().epoch) == before || attempt >= kAttempts) return services;
+  }
+}
+
+std::vector<ServiceInfo> Registry::snapshot_once() const {
   std::vector<ServiceInfo> services;
   for (std::uint32_t i = 0; i < layout::kMaxServices; ++i) {
     const ServiceEntry& service = view_.service(i);

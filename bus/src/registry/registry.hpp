@@ -62,6 +62,7 @@ class Registry {
 
  private:
   void repair() noexcept;
+  [[nodiscard]] std::vector<ServiceInfo> snapshot_once() const;
   void retire(layout::ServiceEntry& service, layout::ServerEntry& server) noexcept;
   void retire_dead(layout::ServiceEntry& service) noexcept;
 

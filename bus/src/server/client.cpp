@@ -5,6 +5,7 @@
 #include <algorithm>
 #include <climits>
 #include <cstring>
+#include <utility>
 
 #include "bus/mailbox_factory.hpp"
 #include "server/service_link.hpp"
@@ -62,8 +63,7 @@ void ServiceLink::ring_doorbell() const noexcept {
   auto& id = identity();
   // seq_cst: after our commit (Dekker with a server's waiters++ then re-check).
   if (load_seq_cst(id.doorbell_waiters) == 0) return;
-  fetch_add(id.doorbell_seq, std::uint32_t{1});
-  futex_wake(&id.doorbell_seq, INT_MAX);
+  ring_all(id.doorbell_seq);
 }
 
 namespace {
@@ -159,8 +159,7 @@ Expected<PendingCall> Service::send_request(std::span<const std::byte> request,
   // call's deadline (seq_cst: after the commit, Dekker with its waiters++).
   auto& own = link.core->call_slots().doorbell();
   if (load_seq_cst(own.waiters) != 0) {
-    fetch_add(own.seq, std::uint32_t{1});
-    futex_wake(&own.seq, INT_MAX);
+    ring_all(own.seq);
   }
   return PendingCall(link_, ticket->index, ticket->generation, options);
 }
@@ -365,7 +364,7 @@ Reply::Reply(Reply&& other) noexcept
     : link_(std::move(other.link_)),
       index_(other.index_),
       generation_(other.generation_),
-      payload_(other.payload_),
+      payload_(std::exchange(other.payload_, {})),
       trusted_(other.trusted_) {}
 
 Reply& Reply::operator=(Reply&& other) noexcept {
@@ -374,7 +373,7 @@ Reply& Reply::operator=(Reply&& other) noexcept {
     link_ = std::move(other.link_);
     index_ = other.index_;
     generation_ = other.generation_;
-    payload_ = other.payload_;
+    payload_ = std::exchange(other.payload_, {});
     trusted_ = other.trusted_;
   }
   return *this;

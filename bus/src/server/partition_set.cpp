@@ -108,9 +108,8 @@ void PartitionSet::announce_release(BusCore& core) noexcept {
   // The new owners may have tried and failed while we held on: tell them
   // now rather than at their next check.
   auto& id = core.registry().entry(service_).identity;
-  fetch_add(core.control().registry().epoch, std::uint64_t{1});
-  fetch_add(id.doorbell_seq, std::uint32_t{1});
-  futex_wake(&id.doorbell_seq, INT_MAX);
+  fetch_add(core.control().registry().epoch, std::uint64_t{2});  // stays even (registry.cpp)
+  ring_all(id.doorbell_seq);
 }
 
 }  // namespace shmbus::detail

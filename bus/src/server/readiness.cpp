@@ -86,8 +86,7 @@ struct Readiness::State {
     drained.notify_all();
     if (server != nullptr) server->wake_work_waiters();
     auto& doorbell = core->call_slots().doorbell();
-    detail::fetch_add(doorbell.seq, std::uint32_t{1});
-    detail::futex_wake(&doorbell.seq, INT_MAX);
+    detail::ring_all(doorbell.seq);
   }
 
   void shut_down() noexcept {

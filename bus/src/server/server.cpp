@@ -149,8 +149,7 @@ void Server::wake_work_waiters() noexcept {
   s.receiver->wake_waiters();
   if (s.partitions) {
     auto& id = s.link->identity();
-    fetch_add(id.doorbell_seq, std::uint32_t{1});
-    detail::futex_wake(&id.doorbell_seq, INT_MAX);
+    detail::ring_all(id.doorbell_seq);
   }
 }
 

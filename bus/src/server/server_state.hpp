@@ -85,8 +85,7 @@ inline void wake_caller(layout::CallSlotHeader& slot, layout::ProcessDoorbell& d
   }
   // A readiness waiter of the caller's process waits for any of its calls.
   if (detail::load_seq_cst(doorbell.waiters) != 0) {
-    detail::fetch_add(doorbell.seq, std::uint32_t{1});
-    detail::futex_wake(&doorbell.seq, INT_MAX);
+    detail::ring_all(doorbell.seq);
   }
 }
 

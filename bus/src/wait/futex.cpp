@@ -4,6 +4,7 @@
 #include <sys/syscall.h>
 #include <unistd.h>
 
+#include <atomic>
 #include <climits>
 #include <ctime>
 
@@ -22,6 +23,11 @@ void futex_wait(const std::uint32_t* word, std::uint32_t expected, Deadline dead
   const bool forever = deadline == Deadline::max();
   (void)::syscall(SYS_futex, const_cast<std::uint32_t*>(word), FUTEX_WAIT_BITSET, expected,
                   forever ? nullptr : &at, nullptr, FUTEX_BITSET_MATCH_ANY);
+}
+
+void ring_all(std::uint32_t& word) noexcept {
+  std::atomic_ref<std::uint32_t>(word).fetch_add(1, std::memory_order_seq_cst);
+  futex_wake(&word, INT_MAX);
 }
 
 void futex_wake(const std::uint32_t* word, int count) noexcept {

@@ -18,6 +18,9 @@ void futex_wait(const std::uint32_t* word, std::uint32_t expected, Deadline dead
 
 // Wakes up to `count` waiters of `word`.
 void futex_wake(const std::uint32_t* word, int count) noexcept;
+// Moves `word` on and wakes everyone parked on it: a waiter that read the
+// word before the bump finds it changed and does not sleep (doorbells).
+void ring_all(std::uint32_t& word) noexcept;
 
 // One iteration of a spin loop: tells the core a spin-wait is running.
 inline void cpu_relax() noexcept { __builtin_ia32_pause(); }

@@ -57,7 +57,7 @@ inline constexpr std::uint32_t kMaxPartitions = 64;    // keyed routing, per ser
 
 struct RegistryHeader {
   std::uint8_t mutex[64];    // pthread_mutex_t, PTHREAD_PROCESS_SHARED | ROBUST
-  std::uint64_t epoch;       // bumped by every register, join and leave
+  std::uint64_t epoch;       // moves on every register, join and leave; odd while counts move
   std::uint32_t capacity;    // kMaxServices
   std::uint32_t reserved0;
   std::uint8_t reserved[48];
