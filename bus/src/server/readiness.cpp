@@ -9,6 +9,7 @@
 // word just before the bump; the next round reaches it).
 #include "shmbus/readiness.hpp"
 
+#include <pthread.h>
 #include <sys/eventfd.h>
 #include <unistd.h>
 
@@ -112,8 +113,17 @@ Result<Readiness> Readiness::create(Bus& bus, Server* server) {
   State* s = state.get();
   s->running.store(server != nullptr ? 2 : 1);
   try {
-    s->call_waiter = std::thread([s] { s->watch_calls(); });
-    if (server != nullptr) s->server_waiter = std::thread([s] { s->watch_server(); });
+    // Named, so `top -H` and tests can tell them apart (15 characters at most).
+    s->call_waiter = std::thread([s] {
+      pthread_setname_np(pthread_self(), "shmbus-calls");
+      s->watch_calls();
+    });
+    if (server != nullptr) {
+      s->server_waiter = std::thread([s] {
+        pthread_setname_np(pthread_self(), "shmbus-serve");
+        s->watch_server();
+      });
+    }
   } catch (const std::system_error& e) {
     // No exception crosses the API: stop what started, report the failure.
     if (!s->server_waiter.joinable() && server != nullptr) s->running.fetch_sub(1);
