@@ -16,6 +16,7 @@
 #include <shmbus/shmbus.hpp>
 #include <span>
 #include <string>
+#include <thread>
 #include <vector>
 
 namespace {
@@ -135,8 +136,14 @@ int run() {
   // Idle: the waiter threads sleep in the kernel and nothing becomes
   // readable. A signal raised just before the last look may still be
   // pending (readiness can be spurious, never missing): drain it, once.
+  // Both waiter threads have started (named themselves): on a busy machine
+  // the call waiter may not have run yet, since this loop collects its own
+  // replies right after serving them.
   int waiters = 0;
-  (void)waiter_switches(&waiters);
+  const auto named_by = std::chrono::steady_clock::now() + 10s;
+  while ((void)waiter_switches(&waiters), waiters != 2 && std::chrono::steady_clock::now() < named_by) {
+    std::this_thread::yield();
+  }
   if (waiters != 2) return fail("idle", "expected 2 Readiness waiter threads, found " + std::to_string(waiters));
   double used = 0;
   int quiet_windows = 0;
