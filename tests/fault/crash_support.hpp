@@ -12,6 +12,7 @@
 #include <vector>
 
 #include "fault/crash_wire.hpp"
+#include "support/service_row.hpp"
 #include "shmbus/bus.hpp"
 #include "shmbus/client.hpp"
 #include "support/child.hpp"
@@ -47,27 +48,9 @@ inline constexpr const char* kRunLog = "runs";
   return server;
 }
 
-// The service's row of Bus::services() (an empty row if it is not listed).
+// The crash service's row of Bus::services() (an empty row if it is not listed).
 [[nodiscard]] inline ServiceInfo crash_service_info(const Bus& bus, const char* name = kCrashService) {
-  for (auto& info : bus.services()) {
-    if (info.name == name) return info;
-  }
-  return {};
-}
-
-[[nodiscard]] inline std::uint64_t outcome_count(const ServiceInfo& info, Errc e) {
-  return info.outcomes[static_cast<std::size_t>(e)];
-}
-
-// Every outcome counted at callers, for messages that print what went wrong.
-[[nodiscard]] inline std::string outcomes_text(const ServiceInfo& info) {
-  std::string text;
-  for (std::size_t i = 0; i < info.outcomes.size(); ++i) {
-    if (info.outcomes[i] != 0) {
-      text += std::string(to_string(static_cast<Errc>(i))) + "=" + std::to_string(info.outcomes[i]) + " ";
-    }
-  }
-  return text.empty() ? "none" : text;
+  return service_row(bus, name);
 }
 
 [[nodiscard]] inline std::string totals_text(const ServerCounters& c) {

@@ -29,12 +29,14 @@
 #include "shmbus/schemas/mailer_reply_generated.h"
 #include "support/child.hpp"
 #include "support/scoped_bus.hpp"
+#include "support/service_row.hpp"
 #include "support/wait_until.hpp"
 
 namespace shmbus {
 namespace {
 
 using namespace std::chrono_literals;
+using test::outcome_count;
 using test::Child;
 namespace mailer = shmbus::examples::mailer;
 
@@ -66,16 +68,7 @@ CallOptions within(Clock::duration d) {
   return options;
 }
 
-ServiceInfo service_info(test::ScopedBus& bus) {
-  for (auto& info : bus->services()) {
-    if (info.name == kService) return info;
-  }
-  return {};
-}
-
-std::uint64_t outcome_count(const ServiceInfo& info, Errc e) {
-  return info.outcomes[static_cast<std::size_t>(e)];
-}
+ServiceInfo service_info(test::ScopedBus& bus) { return test::service_row(bus.bus(), kService); }
 
 // Waits until children[first, last) all printed `prefix`, reading every
 // child's pipe meanwhile (a child blocked on a full pipe would never finish).

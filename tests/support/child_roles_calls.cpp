@@ -126,6 +126,7 @@ class LoggingMailer : public Handler {
       say("stalled " + std::to_string(id));
       if (!gate_.wait(30s)) say("stall not released");
     }
+    // The handler's work (the 1–20 ms handlers), not a wait for anything.
     std::this_thread::sleep_for(std::chrono::microseconds(number_of(email->body())));
     builder_.Clear();
     if (email->template_key() != nullptr && email->template_key()->str() == "wrong_reply") {

@@ -25,6 +25,7 @@
 #include "support/bus_probe.hpp"
 #include "support/ring_access.hpp"
 #include "support/scoped_bus.hpp"
+#include "support/wait_until.hpp"
 
 namespace shmbus {
 namespace {
@@ -309,7 +310,7 @@ TEST_F(CallSlotTest, RequestWhoseDeadlinePassedIsExpiredAndTheCallerTimesOutNotS
     SCOPED_TRACE("real: the deadline passes, then the server looks first");
     auto pending = send(message("too late again"), deadline_in(1ms));
     const std::uint64_t g = generation();
-    while (Clock::now() <= pending.deadline() + 1ms) std::this_thread::sleep_for(1ms);
+    ASSERT_TRUE(test::wait_until(1s, [&] { return Clock::now() > pending.deadline() + 1ms; }));
     ASSERT_TRUE(serve());
     EXPECT_EQ(handler_.calls, 0);
     EXPECT_EQ(word(), call_control(CallState::expired, 0, g));
@@ -322,7 +323,7 @@ TEST_F(CallSlotTest, RequestWhoseDeadlinePassedIsExpiredAndTheCallerTimesOutNotS
     SCOPED_TRACE("real: the deadline passes, then the caller looks first");
     auto pending = send(message("given up"), deadline_in(1ms));
     const std::uint64_t g = generation();
-    while (Clock::now() <= pending.deadline() + 1ms) std::this_thread::sleep_for(1ms);
+    ASSERT_TRUE(test::wait_until(1s, [&] { return Clock::now() > pending.deadline() + 1ms; }));
     auto outcome = pending.poll();  // at its deadline poll gives the call up
     ASSERT_FALSE(outcome);
     EXPECT_EQ(outcome.error(), Errc::timeout_not_started);

@@ -19,6 +19,7 @@
 #pragma once
 
 #include <cstdint>
+#include <type_traits>
 
 #include "shmbus/layout/calls.hpp"
 #include "shmbus/layout/process_table.hpp"
@@ -26,6 +27,9 @@
 
 namespace shmbus::layout {
 
+// Computed, never stored: the creator writes these offsets into the
+// ProcessTableHeader (process_table.hpp, whose static_asserts pin them), and
+// attachers recompute and compare.
 struct ControlLayout {
   std::uint64_t registry_offset;
   std::uint64_t doorbells_offset;
@@ -56,6 +60,7 @@ struct ControlLayout {
   return l;
 }
 
+static_assert(std::is_trivially_copyable_v<ControlLayout> && sizeof(ControlLayout) == 40);
 static_assert(control_layout(1, 1, 0).registry_offset == 384);
 static_assert(control_layout(256, 64, 4096).call_stride == 4160);
 
