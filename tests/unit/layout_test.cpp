@@ -15,7 +15,7 @@
 namespace shmbus::layout {
 namespace {
 
-TEST(Layout, VersionIsPinned) { EXPECT_EQ(kLayoutVersion, 2u); }
+TEST(Layout, VersionIsPinned) { EXPECT_EQ(kLayoutVersion, 3u); }
 
 TEST(Layout, SegmentHeaderMatchesItsDiagram) {
   EXPECT_EQ(sizeof(SegmentHeader), 128u);
@@ -54,6 +54,7 @@ TEST(Layout, ProcessTableHeaderLocatesTheRegistryAndTheCallSlots) {
   EXPECT_EQ(offsetof(ProcessTableHeader, max_reply), 48u);
   EXPECT_EQ(offsetof(ProcessTableHeader, reserved0), 52u);
   EXPECT_EQ(offsetof(ProcessTableHeader, doorbells_offset), 56u);
+  EXPECT_EQ(offsetof(ProcessTableHeader, pins_offset), 64u);
 }
 
 TEST(Layout, CallSlotMatchesItsDiagram) {
@@ -173,9 +174,10 @@ TEST(Layout, ControlLayoutOfTheSmallestBus) {
   constexpr ControlLayout l = control_layout(1, 1, 0);
   EXPECT_EQ(l.registry_offset, 384u);      // 256 + one slot, rounded to 128
   EXPECT_EQ(l.doorbells_offset, 1114624u);  // + 128 + 64 × 17408
-  EXPECT_EQ(l.calls_offset, 1114752u);      // + one doorbell, rounded to 128
+  EXPECT_EQ(l.pins_offset, 1114752u);       // + one doorbell, rounded to 128
+  EXPECT_EQ(l.calls_offset, 1114880u);      // + one pin line (128)
   EXPECT_EQ(l.call_stride, 64u);
-  EXPECT_EQ(l.total_size, 1114816u);
+  EXPECT_EQ(l.total_size, 1114944u);
 }
 
 TEST(Layout, ControlLayoutOfTheDefaultBus) {
@@ -183,22 +185,24 @@ TEST(Layout, ControlLayoutOfTheDefaultBus) {
   constexpr ControlLayout l = control_layout(256, 64, 1024);
   EXPECT_EQ(l.registry_offset, 16640u);
   EXPECT_EQ(l.doorbells_offset, 1130880u);
-  EXPECT_EQ(l.calls_offset, 1147264u);
+  EXPECT_EQ(l.pins_offset, 1147264u);
+  EXPECT_EQ(l.calls_offset, 1147264u + 256u * 128u);
   EXPECT_EQ(l.call_stride, 1088u);
-  EXPECT_EQ(l.total_size, 1147264u + 256u * 64u * 1088u);  // 18 MiB
+  EXPECT_EQ(l.total_size, 1180032u + 256u * 64u * 1088u);  // 18 MiB
 }
 
 TEST(Layout, ControlLayoutRoundsEveryPart) {
   constexpr ControlLayout l = control_layout(3, 2, 100);
   EXPECT_EQ(l.registry_offset, 512u);  // 256 + 192, rounded to 128
   EXPECT_EQ(l.doorbells_offset, 1114752u);
-  EXPECT_EQ(l.calls_offset, 1115008u);  // + 3 × 64, rounded to 128
+  EXPECT_EQ(l.pins_offset, 1115008u);   // + 3 × 64, rounded to 128
+  EXPECT_EQ(l.calls_offset, 1115392u);  // + 3 × 128
   EXPECT_EQ(l.call_stride, 192u);       // 64 + 100, rounded to 64
-  EXPECT_EQ(l.total_size, 1116160u);
+  EXPECT_EQ(l.total_size, 1116544u);
   // The largest counts an attacher accepts cannot overflow the sizes.
   constexpr ControlLayout most = control_layout(kMaxProcesses, kMaxCallsPerProcess, kMaxReplyBytes);
   EXPECT_EQ(most.call_stride, 1048640u);
-  EXPECT_EQ(most.total_size, 4398316192128u);
+  EXPECT_EQ(most.total_size, 4398316192128u + 1024u * 128u);
 }
 
 TEST(Layout, RingMatchesItsDiagram) {

@@ -24,8 +24,10 @@
 
 #include "shmbus/error.hpp"
 #include "shmbus/client.hpp"
+#include "shmbus/loan.hpp"
 #include "shmbus/mailbox.hpp"
 #include "shmbus/registry.hpp"
+#include "shmbus/state.hpp"
 
 namespace shmbus {
 
@@ -40,6 +42,10 @@ struct CreateOptions {
   std::string label{};                  // this process's name in the table (display only)
   std::uint32_t max_in_flight = 64;   // call slots per process (calls in flight), 1 … 4096
   std::uint32_t max_reply = 1024;     // reply bytes a call slot holds, 0 … 1 MiB (more: loans)
+  // Bytes for state values (state.hpp), reserved in /dev/shm at creation.
+  std::uint64_t state_capacity = 8u << 20;
+  // The blob pool's size classes (loan.hpp), reserved in /dev/shm at creation.
+  std::vector<BlobClass> blob_classes = default_blob_classes();
 };
 
 struct AttachOptions {
@@ -172,9 +178,30 @@ class Bus {
   // counters, as seen at the moment of the call. Never fails.
   [[nodiscard]] std::vector<ServiceInfo> services() const;
 
+  // Bus::state()
+  //
+  // The bus's state segment (state.hpp): read-only, or writable for a
+  // process allowed to write. Fails with permission_denied (the segment's
+  // mode does not let this user open it so), no_such_bus (the segment was
+  // removed), not_a_segment, layout_mismatch or system_error.
+  [[nodiscard]] Result<State> state(StateAccess access = StateAccess::read_only);
+
+  // Bus::loan()
+  //
+  // Loans a block of at least `bytes` from the blob pool (loan.hpp): the
+  // smallest size class that fits. Fails with record_too_large (above the
+  // largest class), pool_exhausted (no free block by options.deadline; at
+  // once by default) or system_error (the pool segment cannot be mapped).
+  [[nodiscard]] Expected<Loan> loan(std::size_t bytes, LoanOptions options = {}) noexcept;
+
+  // Free and held blocks per size class, as seen at the moment of the call.
+  // Fails like loan() when the pool cannot be mapped.
+  [[nodiscard]] Result<std::vector<BlobClassInfo>> blob_pool() const;
+
  private:
   friend class Server;
   friend class Readiness;
+  friend class State;
   explicit Bus(std::shared_ptr<detail::BusCore> core) noexcept;
   std::shared_ptr<detail::BusCore> core_;
 };

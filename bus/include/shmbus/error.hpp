@@ -55,6 +55,7 @@ enum class Errc : std::uint16_t {
   too_many_services,    // the bus's registry is full
   schema_mismatch,      // a service of that name exists with other types or options
   stopped,              // the server was asked to stop
+  no_such_key,          // the state segment holds no value under that key
 };
 
 // The category that makes `Errc` usable as a std::error_code ("shmbus").

@@ -8,6 +8,7 @@
 #include <cstring>
 #include <memory>
 
+#include "blobs/blob_pool.hpp"
 #include "bus/bus_core.hpp"
 #include "bus/control.hpp"
 #include "bus/mailbox_factory.hpp"
@@ -16,6 +17,7 @@
 #include "ring/ring.hpp"
 #include "segment/header_check.hpp"
 #include "segment/segment.hpp"
+#include "state/state_segment.hpp"
 
 namespace shmbus {
 
@@ -59,6 +61,31 @@ Result<Bus> Bus::create(std::string_view name, CreateOptions options) {
     return fail(Errc::bad_options, "max_reply " + std::to_string(options.max_reply) +
                                        " is above 1 MiB (send larger replies as loans)");
   }
+  if (auto classes = detail::check_blob_classes(options.blob_classes); !classes) {
+    return tl::unexpected(classes.error());
+  }
+  // The state segment and the blob pool first: a bus whose control segment
+  // is ready is complete. Each is created exclusively, so an existing bus's
+  // segments are never touched; whatever this call made is removed on failure.
+  auto exists = [&](Error error) {
+    if (error.code == Errc::bus_exists) {
+      error.detail = "bus '" + std::string(name) + "' already exists (" + error.detail +
+                     "); if no process uses it any more, `shmbus gc` (or Bus::remove) removes it";
+    }
+    return tl::unexpected(error);
+  };
+  if (auto state = detail::create_state_segment(name, options.state_capacity, options.mode);
+      !state) {
+    return exists(state.error());
+  }
+  if (auto pool = detail::create_blob_pool(name, options.blob_classes, options.mode); !pool) {
+    (void)Segment::remove(detail::state_shm_name(name), Errc::no_such_bus);
+    return exists(pool.error());
+  }
+  auto remove_parts = [&] {
+    (void)Segment::remove(detail::state_shm_name(name), Errc::no_such_bus);
+    (void)Segment::remove(detail::blob_pool_shm_name(name), Errc::no_such_bus);
+  };
   const detail::ControlOptions control_options{options.max_processes, options.max_in_flight,
                                                options.max_reply};
   const detail::SegmentSpec spec{
@@ -69,17 +96,14 @@ Result<Bus> Bus::create(std::string_view name, CreateOptions options) {
     detail::initialize_control(bytes, control_options, options.mode);
   });
   if (!control) {
-    Error error = control.error();
-    if (error.code == Errc::bus_exists) {
-      error.detail = "bus '" + std::string(name) + "' already exists (" + error.detail +
-                     "); if no process uses it any more, `shmbus gc` (or Bus::remove) removes it";
-    }
-    return tl::unexpected(error);
+    remove_parts();
+    return exists(control.error());
   }
   auto core = join_bus(name, std::move(*control), options.label);
   if (!core) {
     // Nobody else can hold the bus we just made: leave nothing behind.
     (void)Segment::remove(spec.shm_name, Errc::no_such_bus);
+    remove_parts();
     return tl::unexpected(core.error());
   }
   return Bus(std::move(*core));

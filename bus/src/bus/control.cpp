@@ -31,6 +31,7 @@ void initialize_control(std::span<std::byte> segment, const ControlOptions& opti
   header.registry_offset = l.registry_offset;
   header.calls_offset = l.calls_offset;
   header.doorbells_offset = l.doorbells_offset;
+  header.pins_offset = l.pins_offset;
   header.calls_per_process = options.calls_per_process;
   header.call_stride = l.call_stride;
   header.max_reply = options.max_reply;
@@ -55,7 +56,7 @@ Result<ControlView> ControlView::open(std::span<std::byte> segment) {
   }
   const auto l = layout::control_layout(processes, calls, max_reply);
   if (header.registry_offset != l.registry_offset || header.calls_offset != l.calls_offset ||
-      header.doorbells_offset != l.doorbells_offset ||
+      header.doorbells_offset != l.doorbells_offset || header.pins_offset != l.pins_offset ||
       header.call_stride != l.call_stride) {
     return fail(Errc::not_a_segment, "control segment offsets disagree with its counts");
   }
@@ -69,6 +70,7 @@ Result<ControlView> ControlView::open(std::span<std::byte> segment) {
   view.services_ = reinterpret_cast<layout::ServiceEntry*>(segment.data() + l.registry_offset +
                                                            sizeof(layout::RegistryHeader));
   view.doorbells_ = reinterpret_cast<layout::ProcessDoorbell*>(segment.data() + l.doorbells_offset);
+  view.pins_ = reinterpret_cast<layout::PinLine*>(segment.data() + l.pins_offset);
   view.calls_ = segment.data() + l.calls_offset;
   view.max_processes_ = processes;
   view.calls_per_process_ = calls;

@@ -46,6 +46,7 @@ class ControlView {
   [[nodiscard]] layout::ProcessDoorbell& doorbell(std::uint32_t process) const noexcept {
     return doorbells_[process];
   }
+  [[nodiscard]] layout::PinLine& pins(std::uint32_t process) const noexcept { return pins_[process]; }
   [[nodiscard]] std::uint32_t max_processes() const noexcept { return max_processes_; }
   [[nodiscard]] std::uint32_t calls_per_process() const noexcept { return calls_per_process_; }
   [[nodiscard]] std::uint32_t max_reply() const noexcept { return max_reply_; }
@@ -54,6 +55,7 @@ class ControlView {
   layout::RegistryHeader* registry_ = nullptr;
   layout::ServiceEntry* services_ = nullptr;
   layout::ProcessDoorbell* doorbells_ = nullptr;
+  layout::PinLine* pins_ = nullptr;
   std::byte* calls_ = nullptr;
   std::uint32_t max_processes_ = 0;
   std::uint32_t calls_per_process_ = 0;

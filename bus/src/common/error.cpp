@@ -36,6 +36,7 @@ const char* to_string(Errc e) noexcept {
     SHMBUS_ERRC_NAME(too_many_services)
     SHMBUS_ERRC_NAME(schema_mismatch)
     SHMBUS_ERRC_NAME(stopped)
+    SHMBUS_ERRC_NAME(no_such_key)
 #undef SHMBUS_ERRC_NAME
   }
   return "unknown_error";
@@ -74,6 +75,7 @@ const char* describe(Errc e) noexcept {
     case Errc::too_many_services: return "the bus's registry has no free service entry";
     case Errc::schema_mismatch: return "a service of that name is registered with other types";
     case Errc::stopped: return "the server was asked to stop";
+    case Errc::no_such_key: return "the state segment holds no value under that key";
   }
   return "unknown shmbus error";
 }

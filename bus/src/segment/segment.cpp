@@ -113,15 +113,16 @@ Result<Segment> Segment::create(const SegmentSpec& spec,
 }
 
 Result<Segment> Segment::attach(const std::string& shm_name, layout::SegmentKind kind,
-                                Deadline deadline, Errc missing) {
+                                Deadline deadline, Errc missing, Access access) {
+  const bip::mode_t mode = access == Access::read_only ? bip::read_only : bip::read_write;
   for (;;) {
     try {
-      bip::shared_memory_object shm(bip::open_only, shm_name.c_str(), bip::read_write);
+      bip::shared_memory_object shm(bip::open_only, shm_name.c_str(), mode);
       bip::offset_t size = 0;
       if (!shm.get_size(size)) return fail(Errc::system_error, shm_name + ": fstat failed");
       if (size >= static_cast<bip::offset_t>(sizeof(layout::SegmentHeader))) {
         auto mapping =
-            std::make_unique<Mapping>(Mapping{bip::mapped_region(shm, bip::read_write)});
+            std::make_unique<Mapping>(Mapping{bip::mapped_region(shm, mode)});
         Segment segment(std::move(mapping), shm_name, shm.get_mapping_handle().handle);
         HeaderCheck check = check_header(segment.bytes(), kind, shm_name);
         if (check.verdict == HeaderVerdict::ready) return segment;

@@ -35,12 +35,14 @@ class Segment {
   [[nodiscard]] static Result<Segment> create(
       const SegmentSpec& spec, const std::function<void(std::span<std::byte>)>& init);
 
-  // Maps an existing segment read-write and checks its header (see
+  // Maps an existing segment (read-write, or read-only: opened O_RDONLY, so
+  // the mapping can never be made writable) and checks its header (see
   // header_check.hpp), waiting for one still being built until `deadline`.
   // `missing` is the code for a segment that does not exist.
+  enum class Access { read_write, read_only };
   [[nodiscard]] static Result<Segment> attach(const std::string& shm_name,
                                               layout::SegmentKind kind, Deadline deadline,
-                                              Errc missing);
+                                              Errc missing, Access access = Access::read_write);
 
   // Unlinks a segment by name. Fails with `missing` or permission_denied.
   [[nodiscard]] static Result<void> remove(const std::string& shm_name, Errc missing);

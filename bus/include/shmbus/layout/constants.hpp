@@ -21,7 +21,7 @@ inline constexpr std::size_t kNoFalseSharing = 2 * kCacheLine;
 
 // "SHMBUS01" read as a little-endian uint64.
 inline constexpr std::uint64_t kMagic = 0x31305355424d4853ULL;
-inline constexpr std::uint32_t kLayoutVersion = 2;
+inline constexpr std::uint32_t kLayoutVersion = 3;
 
 // Process references pack a table slot and the low bits of its generation into
 // 24 bits, so they fit a record's control word (see ring.hpp).
@@ -32,5 +32,9 @@ inline constexpr std::uint32_t kMaxProcesses = 1u << kSlotBits;  // per bus
 inline constexpr std::uint32_t kMaxConsumersPerMailbox = 64;
 inline constexpr std::uint32_t kMaxRecordBytes = 64u << 20;  // per-ring maximum's ceiling
 inline constexpr std::uint32_t kMaxCells = 1u << 24;
+
+// State pins per process (layout/pins.hpp): how many state views one process
+// may hold at once.
+inline constexpr std::uint32_t kPinsPerProcess = 15;
 
 }  // namespace shmbus::layout

@@ -9,6 +9,7 @@
 //   256              ProcessSlot[max_processes]                  64 each
 //   registry_offset  RegistryHeader + ServiceEntry[kMaxServices]  (registry.hpp)
 //   doorbells_offset ProcessDoorbell[max_processes]              64 each (calls.hpp)
+//   pins_offset      PinLine[max_processes]                      128 each (pins.hpp)
 //   calls_offset     call slots: max_processes × calls_per_process × call_stride
 //                    (calls.hpp)
 //
@@ -22,6 +23,7 @@
 #include <type_traits>
 
 #include "shmbus/layout/calls.hpp"
+#include "shmbus/layout/pins.hpp"
 #include "shmbus/layout/process_table.hpp"
 #include "shmbus/layout/registry.hpp"
 
@@ -33,6 +35,7 @@ namespace shmbus::layout {
 struct ControlLayout {
   std::uint64_t registry_offset;
   std::uint64_t doorbells_offset;
+  std::uint64_t pins_offset;
   std::uint64_t calls_offset;
   std::uint32_t call_stride;
   std::uint64_t total_size;
@@ -52,7 +55,9 @@ struct ControlLayout {
   l.doorbells_offset = round_up(
       l.registry_offset + sizeof(RegistryHeader) + std::uint64_t{kMaxServices} * sizeof(ServiceEntry),
       kNoFalseSharing);
-  l.calls_offset = round_up(l.doorbells_offset + std::uint64_t{max_processes} * sizeof(ProcessDoorbell),
+  l.pins_offset = round_up(l.doorbells_offset + std::uint64_t{max_processes} * sizeof(ProcessDoorbell),
+                           kNoFalseSharing);
+  l.calls_offset = round_up(l.pins_offset + std::uint64_t{max_processes} * sizeof(PinLine),
                             kNoFalseSharing);
   l.call_stride = static_cast<std::uint32_t>(round_up(sizeof(CallSlotHeader) + max_reply, kCacheLine));
   l.total_size = l.calls_offset +
@@ -60,7 +65,7 @@ struct ControlLayout {
   return l;
 }
 
-static_assert(std::is_trivially_copyable_v<ControlLayout> && sizeof(ControlLayout) == 40);
+static_assert(std::is_trivially_copyable_v<ControlLayout> && sizeof(ControlLayout) == 48);
 static_assert(control_layout(1, 1, 0).registry_offset == 384);
 static_assert(control_layout(256, 64, 4096).call_stride == 4160);
 

@@ -66,7 +66,8 @@ struct ProcessTableHeader {
   std::uint32_t max_reply;       // reply bytes a call slot holds
   std::uint32_t reserved0;
   std::uint64_t doorbells_offset;  // ProcessDoorbell[capacity] (calls.hpp)
-  std::uint8_t reserved[64];
+  std::uint64_t pins_offset;       // PinLine[capacity] (pins.hpp)
+  std::uint8_t reserved[56];
 };
 
 struct ProcessSlot {

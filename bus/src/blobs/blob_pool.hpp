@@ -1,0 +1,91 @@
+// blob_pool.hpp — create, map and work the blob pool of layout/blobs.hpp:
+// loan a block, hand it to a record, free it, and find orphans.
+#pragma once
+
+#include <cstdint>
+#include <mutex>
+#include <optional>
+#include <span>
+#include <string>
+#include <string_view>
+#include <unordered_map>
+#include <vector>
+
+#include "segment/segment.hpp"
+#include "shmbus/error.hpp"
+#include "shmbus/layout/blobs.hpp"
+#include "shmbus/loan.hpp"
+#include "shmbus/mailbox.hpp"
+
+namespace shmbus::detail {
+
+class BusCore;
+
+// "shmbus.<bus>.~blobs"
+[[nodiscard]] std::string blob_pool_shm_name(std::string_view bus);
+
+// Checks `classes` (bad_options names the first bad one).
+[[nodiscard]] Result<void> check_blob_classes(std::span<const BlobClass> classes);
+
+// Creates the pool segment exclusively with every block free. Fails like
+// Segment::create.
+[[nodiscard]] Result<void> create_blob_pool(std::string_view bus, std::span<const BlobClass> classes,
+                                            std::uint32_t mode);
+
+// A resolved ref: the payload in the pool, or why it does not resolve.
+struct ResolvedLoan {
+  std::span<const std::byte> payload;
+  Errc error = Errc{};  // stale_ref or bad_ref; Errc{} when resolved
+};
+
+class BlobPool {
+ public:
+  // Maps the pool of `core`'s bus and checks its layout. Fails with
+  // no_such_bus, not_a_segment, layout_mismatch, size_too_small,
+  // permission_denied or system_error.
+  [[nodiscard]] static Result<std::unique_ptr<BlobPool>> open(BusCore& core);
+
+  // A free block of the smallest class holding `bytes`, owned by this
+  // process. Fails with record_too_large or pool_exhausted.
+  [[nodiscard]] Expected<Loan> loan(const std::shared_ptr<BusCore>& core, std::size_t bytes,
+                                    LoanOptions options) noexcept;
+
+  // owned(g, self) -> in_record(g, 0) at `location`. False when the block is
+  // not ours at that generation (never happens for a live Loan).
+  bool hand_to_record(std::uint32_t block, std::uint64_t generation,
+                      std::uint64_t location) noexcept;
+  // in_record(g, m) -> in_record(g, m + 1) at `location` (dead-letter move).
+  bool move_record(std::uint32_t block, std::uint64_t generation, std::uint64_t location) noexcept;
+  // Frees the block if it is still `state` at `generation` (owned by us, or
+  // in_record: the record that held it was consumed). Wakes parked loaners.
+  bool release(std::uint32_t block, std::uint64_t generation, layout::BlockState state) noexcept;
+
+  // The payload a LoanRecord names, if its block still holds that generation
+  // in a record: stale_ref (freed since) or bad_ref (outside the pool).
+  [[nodiscard]] ResolvedLoan resolve(const layout::LoanRecord& ref) const noexcept;
+
+  // Frees blocks owned by dead processes and blocks whose record is gone;
+  // returns how many it freed. Maps service mailboxes by name as needed.
+  std::uint32_t reclaim(BusCore& core) noexcept;
+
+  [[nodiscard]] std::vector<BlobClassInfo> info() const;
+  [[nodiscard]] std::span<std::byte> block_bytes(std::uint32_t block) const noexcept;
+  [[nodiscard]] std::uint32_t total_blocks() const noexcept { return header_->total_blocks; }
+
+ private:
+  explicit BlobPool(Segment segment) noexcept;
+  [[nodiscard]] layout::BlockDescriptor& descriptor(std::uint32_t block) const noexcept;
+  [[nodiscard]] layout::BlobClassLine& class_of(std::uint32_t block) const noexcept;
+  [[nodiscard]] std::optional<std::uint32_t> try_take(std::uint32_t cls, std::uint32_t self,
+                                                      std::uint64_t& generation) noexcept;
+  [[nodiscard]] bool record_still_holds(BusCore& core, std::uint64_t location) noexcept;
+
+  Segment segment_;
+  layout::BlobPoolHeader* header_ = nullptr;
+  layout::BlobClassLine* classes_ = nullptr;
+  layout::BlockDescriptor* blocks_ = nullptr;
+  std::mutex mailboxes_mutex_;  // the reaper's cache of mapped service mailboxes
+  std::unordered_map<std::uint32_t, std::optional<Mailbox>> mailboxes_;
+};
+
+}  // namespace shmbus::detail
