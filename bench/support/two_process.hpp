@@ -227,6 +227,17 @@ class ProcState {
   // Which signal parked() uses: "wchan" or "stat".
   [[nodiscard]] const char* signal() const noexcept { return wchan_fd_ >= 0 ? "wchan" : "stat"; }
 
+  // True while the process sleeps in any kernel wait (a read on a socket or a
+  // pipe, a futex…): wchan names a function; without wchan, state 'S'.
+  [[nodiscard]] bool asleep() const noexcept {
+    char buf[128];
+    if (wchan_fd_ >= 0) {
+      const ssize_t n = ::pread(wchan_fd_, buf, sizeof(buf) - 1, 0);
+      return n >= 1 && !(n == 1 && buf[0] == '0');
+    }
+    return parked();
+  }
+
   // True while the process sleeps in a futex wait (wchan "futex…"), or, without
   // wchan, while its state is 'S'.
   [[nodiscard]] bool parked() const noexcept {

@@ -1,0 +1,379 @@
+// one_way.hpp — one-way latency and throughput of any transport between two
+// processes on two cores: the harness of share_bench (copy vs share), written
+// so the peers of the report issue (peers/peer.hpp) run through it unchanged.
+//
+// Latency (run_latency). The parent (CPU 0) sends one message at a time to the
+// forked child (CPU 1). Each round:
+//   1. one floor round trip between the same two processes (cache-line
+//      ping-pong when busy-polling, futex ping-pong when parked:
+//      support/floors.hpp), so every figure comes with the floor it ran next to;
+//   2. parked only: the parent waits (untimed) until the kernel says the child
+//      sleeps (/proc/<pid>/wchan names a wait: ProcState::asleep), so every
+//      message pays a real wake-up;
+//   3. t0 = clock; send(seq) — everything the sender does is timed (a copy
+//      path's memcpy, a loan's acquisition);
+//   4. the child receives it, reads it (only word 0, or every byte: a sum of
+//      all 64-bit words, checked against the pattern), then t1 = clock, and
+//      publishes t1 and seq in shared memory; the parent waits for that
+//      (untimed) before the next round.
+// One-way latency = t1 - t0 (steady_clock is CLOCK_MONOTONIC: one clock for
+// all CPUs). Unlike ring_bench's round trip / 2, this stays right when the
+// two directions differ (a 64 MiB message one way, nothing back).
+//
+// Throughput (run_stream). The parent sends batches of messages back to back
+// (waiting for room when the transport is full); the child takes them and
+// counts them in shared memory; a batch is timed from its first send until the
+// child has read its last message. messages/s and GB/s of payload.
+//
+// Both report p50 / p99 / p99.9 / min / max (support/percentiles.hpp) and the
+// floor's p50 / p99 (floor_p50_ns …, ratio_p50 = figure / floor), the
+// transport's facts (TransportFacts) and `samples` (p99.9 means something
+// only with >= 1,000 samples; below that the report shows "max of n").
+#pragma once
+
+#include <chrono>
+#include <cstddef>
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include <benchmark/benchmark.h>
+
+#include "peers/peer.hpp"
+#include "support/floors.hpp"
+#include "support/pattern.hpp"
+#include "support/percentiles.hpp"
+#include "support/pin.hpp"
+#include "support/two_process.hpp"
+
+namespace shmbus::bench {
+
+using peers::PeerWait;
+using peers::TransportFacts;
+using peers::TransportSpec;
+using namespace std::chrono_literals;
+
+inline constexpr std::uint64_t kStopSeq = ~std::uint64_t{0};  // stream mode: the last message
+inline constexpr auto kMessageTimeout = 10s;
+
+[[nodiscard]] inline std::int64_t now_ns() noexcept {
+  return std::chrono::duration_cast<std::chrono::nanoseconds>(
+             BenchClock::now().time_since_epoch())
+      .count();
+}
+
+// What the child publishes per message (latency) or in total (stream).
+struct Stamps {
+  alignas(128) std::uint64_t seq;  // written last, with release
+  std::int64_t t1_ns;
+  alignas(128) std::uint64_t taken;  // stream: messages read so far
+  alignas(128) std::uint64_t bad;    // messages with a wrong seq or sum (never expected)
+};
+
+struct OneWayShared {
+  Control control;
+  CacheLinePair line;
+  FutexPair futex;
+  Stamps stamps;
+};
+
+// How the receiver reads a message.
+enum class Read : std::uint8_t {
+  header,  // word 0 only: the first cache line
+  all,     // every byte: sum of all words, checked against the pattern
+};
+
+// Reads one message as `read` says; false when it is not the one expected.
+[[nodiscard]] inline bool consume(std::uint64_t seq, std::span<const std::byte> payload, Read read,
+                                  std::uint64_t expected_seq) noexcept {
+  bool ok = seq == expected_seq;
+  if (read == Read::all) {
+    const std::uint64_t sum = sum_words(payload);
+    ok = ok && sum - word0(payload) == pattern_sum(payload.size());
+    benchmark::DoNotOptimize(sum);
+  } else {
+    std::uint64_t head = word0(payload);
+    benchmark::DoNotOptimize(head);
+  }
+  return ok;
+}
+
+// ---- the child ----------------------------------------------------------------------------
+
+// Latency child: alternates one floor answer and one message; ends at the
+// stop ping (or stop futex). Exit code 0, 1 on a transport failure.
+template <class Transport>
+int serve_latency(Transport& transport, OneWayShared& shared, Read read, bool parked) {
+  if (auto why = transport.become_receiver(); !why.empty()) {
+    shared.control.set_failed(why);
+    return 1;
+  }
+  std::uint64_t line_last = 0;
+  std::uint32_t futex_last = 0;
+  std::uint64_t expected = 0;
+  std::uint64_t bad = 0;
+  shared.control.set_ready();
+  for (;;) {
+    const bool floor_answered = parked ? answer_futex(shared.futex, futex_last, shared.control)
+                                       : answer_cache_line(shared.line, line_last);
+    if (!floor_answered) break;
+    ++expected;
+    std::int64_t t1 = 0;
+    const bool received =
+        transport.receive(BenchClock::now() + kMessageTimeout,
+                          [&](std::uint64_t seq, std::span<const std::byte> payload) {
+                            if (!consume(seq, payload, read, expected)) ++bad;
+                            t1 = now_ns();
+                          });
+    if (!received) return 1;
+    shared.stamps.t1_ns = t1;
+    store_release(shared.stamps.bad, bad);
+    store_release(shared.stamps.seq, expected);
+  }
+  return 0;
+}
+
+// Stream child: takes messages until the stop message, counting them.
+template <class Transport>
+int serve_stream(Transport& transport, OneWayShared& shared, Read read) {
+  if (auto why = transport.become_receiver(); !why.empty()) {
+    shared.control.set_failed(why);
+    return 1;
+  }
+  std::uint64_t taken = 0;
+  std::uint64_t bad = 0;
+  bool stop = false;
+  shared.control.set_ready();
+  const auto deadline = BenchClock::now() + 600s;  // no clock read per message
+  while (!stop) {
+    const bool received =
+        transport.receive(deadline, [&](std::uint64_t seq, std::span<const std::byte> payload) {
+          if (seq == kStopSeq) {
+            stop = true;
+            return;
+          }
+          if (!consume(seq, payload, read, taken + 1)) ++bad;
+          ++taken;
+        });
+    if (!received) return 1;
+    store_release(shared.stamps.bad, bad);
+    store_release(shared.stamps.taken, taken);
+  }
+  return 0;
+}
+
+// ---- the parent ---------------------------------------------------------------------------
+
+// The parent's side of one benchmark: pins, opens the transport, forks the
+// child, makes the parent the sender. nullopt (after SkipWithError) on failure.
+template <class Transport>
+class TwoEnds {
+ public:
+  TwoEnds(benchmark::State& state, const TransportSpec& spec, Read read) : transport(spec) {
+    if (!pin_to_cpu(kParentCpu)) {
+      error = "cannot pin the parent to CPU 0";
+      return;
+    }
+    if (auto why = transport.open(); !why.empty()) {
+      error = why;
+      return;
+    }
+    const bool parked = spec.wait == PeerWait::park;
+    child.emplace(ChildProcess::start(kChildCpu, [this, read, parked, stream = spec.stream] {
+      return stream ? serve_stream(transport, *shared, read)
+                    : serve_latency(transport, *shared, read, parked);
+    }));
+    if (auto why = wait_ready(shared->control, *child, 60s); !why.empty()) {
+      error = why;
+      return;
+    }
+    if (auto why = transport.become_sender(); !why.empty()) {
+      error = why;
+      return;
+    }
+    (void)state;
+  }
+
+  Transport transport;
+  SharedBlock<OneWayShared> shared;
+  std::optional<ChildProcess> child;
+  std::string error;
+};
+
+inline void report_facts(benchmark::State& state, const TransportFacts& facts) {
+  for (const auto& [name, value] : facts) state.counters[name] = value;
+}
+
+// Sets items/bytes processed and the spec's arguments as counters.
+inline void report_spec(benchmark::State& state, const TransportSpec& spec, Read read,
+                        std::int64_t messages) {
+  state.SetItemsProcessed(messages);
+  state.SetBytesProcessed(messages * static_cast<std::int64_t>(spec.bytes));
+  state.counters["payload_bytes"] = static_cast<double>(spec.bytes);
+  state.counters["parked"] = spec.wait == PeerWait::park ? 1 : 0;
+  state.counters["read_all"] = read == Read::all ? 1 : 0;
+}
+
+// One-way latency of `Transport` (see the top of this file); `warmup`
+// untimed rounds first (they also fault in every buffer, cell and block).
+template <class Transport>
+void run_latency(benchmark::State& state, const TransportSpec& spec, Read read, int warmup) {
+  const bool parked = spec.wait == PeerWait::park;
+  TwoEnds<Transport> ends(state, spec, read);
+  if (!ends.error.empty()) return state.SkipWithError(ends.error.c_str());
+  OneWayShared& shared = *ends.shared;
+  ChildProcess& child = *ends.child;
+  std::optional<ProcState> child_state;
+  if (parked) {
+    child_state.emplace(child.pid());
+    if (!child_state->ok()) return state.SkipWithError("cannot watch the child's parking");
+  }
+
+  std::uint64_t seq = 0;
+  std::uint64_t line_round = 0;
+  std::uint32_t futex_last = 0;
+  std::string failure;
+  // One floor round trip, then one message; false (with `failure`) on error.
+  const auto round = [&](double& one_way_ns, double& floor_ns) -> bool {
+    BenchClock::duration floor_rtt{};
+    if (parked) {
+      if (!futex_round_trip(shared.futex, futex_last, *child_state, floor_rtt)) {
+        failure = "the child stopped answering the futex floor";
+        return false;
+      }
+      if (!spin_until([&] { return child_state->asleep(); }, kMessageTimeout)) {
+        failure = "the child never went to sleep before a message";
+        return false;
+      }
+    } else {
+      const auto f0 = BenchClock::now();
+      if (!cache_line_round_trip(shared.line, ++line_round, child)) {
+        failure = "the child stopped answering the cache-line floor";
+        return false;
+      }
+      floor_rtt = BenchClock::now() - f0;
+    }
+    ++seq;
+    const auto deadline = BenchClock::now() + kMessageTimeout;
+    const std::int64_t t0 = now_ns();
+    if (!ends.transport.send(seq, deadline)) {
+      failure = "send failed";
+      return false;
+    }
+    if (!spin_until([&] { return load_acquire(shared.stamps.seq) == seq || child.exited(); },
+                    kMessageTimeout) ||
+        load_acquire(shared.stamps.seq) != seq) {
+      failure = "the child did not receive a message";
+      return false;
+    }
+    one_way_ns = static_cast<double>(shared.stamps.t1_ns - t0);
+    floor_ns = std::chrono::duration<double, std::nano>(floor_rtt).count() / 2;
+    return true;
+  };
+
+  double one_way = 0;
+  double floor = 0;
+  bool ok = true;
+  for (int i = 0; i < warmup && ok; ++i) ok = round(one_way, floor);
+  std::vector<double> samples;
+  std::vector<double> floor_samples;
+  samples.reserve(static_cast<std::size_t>(state.max_iterations));
+  floor_samples.reserve(static_cast<std::size_t>(state.max_iterations));
+  for (auto _ : state) {
+    ok = ok && round(one_way, floor);
+    if (!ok) break;
+    samples.push_back(one_way);
+    floor_samples.push_back(floor);
+    state.SetIterationTime(one_way * 1e-9);
+  }
+
+  if (parked) {
+    stop_futex(shared.futex, shared.control);
+  } else {
+    shared.control.request_stop();
+    stop_cache_line(shared.line);
+  }
+  const int code = child.reap();
+  if (!ok) return state.SkipWithError(failure.c_str());
+  if (code != 0) return state.SkipWithError("the child failed");
+  if (load_acquire(shared.stamps.bad) != 0) {
+    return state.SkipWithError("a message arrived with a wrong sequence number or content");
+  }
+  if (parked) state.SetLabel(std::string("asleep signal: ") + child_state->signal());
+  TransportFacts facts;
+  ends.transport.describe(facts);
+  report_facts(state, facts);
+  report_spec(state, spec, read, state.iterations());
+  state.counters["samples"] = static_cast<double>(samples.size());
+  report_latency_and_floor(state, samples, floor_samples);
+}
+
+// Throughput of `Transport`: batches of `batch` messages (see the top of this
+// file). One untimed batch first (warm-up: faults everything in).
+template <class Transport>
+void run_stream(benchmark::State& state, const TransportSpec& spec, Read read,
+                std::int64_t batch) {
+  TwoEnds<Transport> ends(state, spec, read);
+  if (!ends.error.empty()) return state.SkipWithError(ends.error.c_str());
+  OneWayShared& shared = *ends.shared;
+  ChildProcess& child = *ends.child;
+
+  std::uint64_t seq = 0;
+  std::string failure;
+  const auto stream_batch = [&]() -> bool {
+    const auto deadline = BenchClock::now() + 60s;
+    for (std::int64_t i = 0; i < batch; ++i) {
+      if (!ends.transport.send(++seq, deadline)) {
+        failure = "send failed";
+        return false;
+      }
+    }
+    if (!spin_until([&] { return load_acquire(shared.stamps.taken) >= seq || child.exited(); },
+                    60s) ||
+        load_acquire(shared.stamps.taken) < seq) {
+      failure = "the child did not take every message";
+      return false;
+    }
+    return true;
+  };
+
+  bool ok = stream_batch();
+  std::vector<double> batch_seconds;
+  batch_seconds.reserve(static_cast<std::size_t>(state.max_iterations));
+  for (auto _ : state) {
+    const auto t0 = BenchClock::now();
+    ok = ok && stream_batch();
+    const auto t1 = BenchClock::now();
+    if (!ok) break;
+    batch_seconds.push_back(std::chrono::duration<double>(t1 - t0).count());
+    state.SetIterationTime(batch_seconds.back());
+  }
+  (void)ends.transport.send(kStopSeq, BenchClock::now() + 10s);
+  const int code = child.reap();
+  if (!ok) return state.SkipWithError(failure.c_str());
+  if (code != 0) return state.SkipWithError("the child failed");
+  if (load_acquire(shared.stamps.bad) != 0) {
+    return state.SkipWithError("a message arrived with a wrong sequence number or content");
+  }
+  TransportFacts facts;
+  ends.transport.describe(facts);
+  report_facts(state, facts);
+  const std::int64_t messages = state.iterations() * batch;
+  report_spec(state, spec, read, messages);
+  state.counters["batch"] = static_cast<double>(batch);
+  double total = 0;
+  for (double s : batch_seconds) total += s;
+  if (total > 0) {
+    const double rate = static_cast<double>(messages) / total;
+    state.counters["msgs_per_s"] = rate;
+    state.counters["gb_per_s"] = rate * static_cast<double>(spec.bytes) / 1e9;
+  }
+  if (!batch_seconds.empty()) {
+    // The median batch: a batch during which the machine took a core away counts once.
+    state.counters["median_batch_msgs_per_s"] =
+        static_cast<double>(batch) / quantile(batch_seconds, 0.5);
+  }
+}
+
+}  // namespace shmbus::bench
