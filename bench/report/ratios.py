@@ -17,7 +17,8 @@ its target instead (higher is better). call_bench.json gives the service
 figures: call round trips (whole round trips, not halved) against the
 cache-line or futex round trip interleaved with them, cast throughput (next
 to ring_bench's mailbox-alone throughput), and the pool of 1 ms servers as a
-ratio to N x one server. Python 3 standard library only.
+ratio to N x one server. share_bench.json gives the copy-vs-share table
+(copy_share.py, which also runs alone). Python 3 standard library only.
 """
 
 import json
@@ -298,6 +299,10 @@ def main():
               f"(spin-then-park spins for a 10 us time budget before it parks)")
 
     print_calls(runs)
+
+    # share_bench's copy-vs-share table and issue 5's targets (copy_share.py).
+    from copy_share import context_of, print_copy_share
+    print_copy_share(runs, context_of(results_dir))
 
 
 if __name__ == "__main__":
