@@ -24,7 +24,17 @@ import os
 import sys
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from ratios import load, print_table, fmt_ns  # noqa: E402
+from ratios import load, print_table  # noqa: E402
+
+
+def fmt_ns(v):
+    if v is None:
+        return "-"
+    if v >= 1e6:
+        return f"{v / 1e6:.2f} ms"
+    if v >= 1e4:
+        return f"{v / 1e3:.1f} us"
+    return f"{v:.1f} ns" if v < 10 else f"{v:.0f} ns"
 
 SIZES = [64, 4 << 10, 64 << 10, 1 << 20, 16 << 20, 64 << 20]
 PATHS = ["copy", "loan", "state", "uds", "pipe"]
@@ -93,7 +103,9 @@ class Runs:
     def cell(self, path, size, parked, read_all, field="p50_ns"):
         v = self.latency(path, size, parked, read_all, field)
         if v is not None:
-            return fmt_ns(v)
+            n = self.latency(path, size, parked, read_all, "samples")
+            few = field != "p50_ns" and n is not None and n < 100
+            return fmt_ns(v) + (f" (max/{n:.0f})" if few else "")
         if self.error(f"BM_OneWay_{path}", bytes=size, parked=parked, read_all=read_all):
             return "ERROR"
         return "-"
@@ -130,7 +142,8 @@ def print_latency(r, parked, read_all, field):
     if not rows:
         return
     print()
-    print(f"One-way latency {q}, {mode}, receiver {reads}")
+    print(f"One-way latency {q}, {mode}, receiver {reads}"
+          + (" — (max/n): fewer than 100 samples, the max of n" if q == "p99" else ""))
     print_table(["payload", "copy", "loan", "state", "uds", "pipe", "memcpy", floor_name,
                  "copy/loan", "copy/state"], rows)
 
