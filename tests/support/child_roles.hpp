@@ -30,5 +30,7 @@ int run_fault_role(const std::string& role, const ChildArgs& args);    // child_
 int run_call_role(const std::string& role, const ChildArgs& args);     // child_roles_calls.cpp
 int run_crash_role(const std::string& role, const ChildArgs& args);    // child_roles_crash.cpp
 int run_keyed_role(const std::string& role, const ChildArgs& args);    // child_roles_keyed.cpp
+int run_state_role(const std::string& role, const ChildArgs& args);    // child_roles_state.cpp
+int run_loan_role(const std::string& role, const ChildArgs& args);     // child_roles_loans.cpp
 
 }  // namespace shmbus::test

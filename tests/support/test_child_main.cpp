@@ -47,5 +47,7 @@ int main(int argc, char** argv) {
   if (int status = run_call_role(role, args); status >= 0) return status;
   if (int status = run_crash_role(role, args); status >= 0) return status;
   if (int status = run_keyed_role(role, args); status >= 0) return status;
+  if (int status = run_state_role(role, args); status >= 0) return status;
+  if (int status = run_loan_role(role, args); status >= 0) return status;
   die("unknown role " + role);
 }

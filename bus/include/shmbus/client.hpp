@@ -39,6 +39,7 @@
 #include <string>
 
 #include "shmbus/error.hpp"
+#include "shmbus/loan.hpp"
 #include "shmbus/message.hpp"
 #include "shmbus/registry.hpp"
 #include "shmbus/wait.hpp"
@@ -176,6 +177,15 @@ class Service {
   [[nodiscard]] Expected<void> cast(std::span<const std::byte> message,
                                     CastOptions options = {}) noexcept;
 
+  // The same three with a loan (loan.hpp) as the payload: the ring carries a
+  // 32-byte ref, the server reads the block in place. On success the block
+  // is the message's (the Loan is left empty); on failure the Loan is
+  // untouched and still yours. Fail as above, and with bad_ref if the Loan
+  // is empty (moved from or sent).
+  [[nodiscard]] Expected<Reply> call(Loan&& request, CallOptions options = {}) noexcept;
+  [[nodiscard]] Expected<PendingCall> send_request(Loan&& request, CallOptions options = {}) noexcept;
+  [[nodiscard]] Expected<void> cast(Loan&& message, CastOptions options = {}) noexcept;
+
   [[nodiscard]] const std::string& name() const noexcept;
   // Records queued in the pool and partition mailboxes (a snapshot while
   // others send).
@@ -184,6 +194,12 @@ class Service {
  private:
   friend class Bus;
   explicit Service(std::shared_ptr<detail::ServiceLink> link) noexcept : link_(std::move(link)) {}
+  // The one send path of calls and casts: copies `bytes` in, or sends `loan`
+  // by ref when it is not null.
+  Expected<PendingCall> start_call(std::span<const std::byte> bytes, Loan* loan,
+                                   const CallOptions& options) noexcept;
+  Expected<void> send_cast(std::span<const std::byte> bytes, Loan* loan,
+                           const CastOptions& options) noexcept;
   std::shared_ptr<detail::ServiceLink> link_;
 };
 

@@ -114,6 +114,9 @@ class Loan {
   // An allocator that builds straight into this block (one builder at a time).
   [[nodiscard]] LoanAllocator& allocator() noexcept { return *allocator_; }
 
+  // False once sent or moved from.
+  [[nodiscard]] bool empty() const noexcept { return core_ == nullptr; }
+
   // Which block this is: index in the pool and its generation (layout/blobs.hpp).
   [[nodiscard]] std::uint32_t block() const noexcept { return index_; }
   [[nodiscard]] std::uint64_t generation() const noexcept { return generation_; }

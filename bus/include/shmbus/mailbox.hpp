@@ -43,6 +43,7 @@ class BusCore;
 class Ring;
 struct MailboxAccess;  // tests/support/ring_access.hpp
 struct MailboxFactory;
+class BlobPool;       // checks a loan's record, writes a loan's claim
 }  // namespace detail
 
 // A process of a bus: table slot and the low bits of its generation (never 0).
@@ -81,6 +82,11 @@ struct RecordInfo {
   std::uint8_t deliveries = 1;    // 1 on first delivery
   bool redelivered = false;       // a consumer died holding it before
   std::uint64_t correlation = 0;
+  // The payload is a loan (loan.hpp), read in place from the blob pool; if
+  // its ref does not resolve, payload() is empty and ref_error says why
+  // (stale_ref, bad_ref, or system_error: the pool cannot be mapped).
+  bool loaned = false;
+  Errc ref_error = Errc{};
 };
 
 struct SendOptions {
@@ -95,6 +101,9 @@ class MessageBuffer;  // message.hpp
 // Destroying an uncommitted Claim aborts it. Move-only.
 class Claim {
  public:
+  // The ring position this claim holds (a loan's location names it).
+  [[nodiscard]] std::uint64_t position() const noexcept { return position_; }
+
   Claim(Claim&& other) noexcept;
   Claim& operator=(Claim&& other) noexcept;
   ~Claim();
@@ -113,6 +122,7 @@ class Claim {
 
  private:
   friend class Mailbox;
+  friend class detail::BlobPool;
   Claim(detail::Ring* ring, std::uint64_t position, std::span<std::byte> payload) noexcept;
   detail::Ring* ring_ = nullptr;
   std::uint64_t position_ = 0;
@@ -133,7 +143,8 @@ class Delivery {
   [[nodiscard]] std::span<const std::byte> payload() const noexcept { return payload_; }
   [[nodiscard]] const RecordInfo& info() const noexcept { return info_; }
 
-  // Releases the cell. The record is consumed; the producer's slot is free.
+  // Releases the cell. The record is consumed; the producer's slot is free;
+  // a loan's block goes back to the pool.
   void done() noexcept;
 
   // Reads the payload as a FlatBuffer of type Root (message.hpp): copied into
@@ -148,10 +159,15 @@ class Delivery {
 
  private:
   friend class Receiver;
-  Delivery(Receiver* receiver, std::span<const std::byte> payload, RecordInfo info) noexcept;
+  friend class detail::BlobPool;
+  friend struct detail::MailboxAccess;
+  Delivery(Receiver* receiver, std::span<const std::byte> payload, RecordInfo info,
+           std::uint32_t loan_block = 0, std::uint64_t loan_control = 0) noexcept;
   Receiver* receiver_ = nullptr;
   std::span<const std::byte> payload_;
   RecordInfo info_;
+  std::uint32_t loan_block_ = 0;
+  std::uint64_t loan_control_ = 0;  // the block's word when resolved; 0: no loan to free
 };
 
 // The consuming side of a mailbox: an entry in the ring's consumer table.
@@ -194,7 +210,7 @@ class Receiver {
   Receiver(std::shared_ptr<detail::BusCore> core, std::shared_ptr<detail::Ring> ring,
            std::uint32_t entry, std::uint32_t inherited) noexcept;
   Delivery make_delivery(std::uint64_t position) noexcept;
-  void finish(std::uint64_t position) noexcept;
+  void finish(std::uint64_t position, std::uint32_t loan_block, std::uint64_t loan_control) noexcept;
 
   std::shared_ptr<detail::BusCore> core_;
   std::shared_ptr<detail::Ring> ring_;
@@ -256,6 +272,7 @@ class Mailbox {
   friend class Bus;
   friend struct detail::MailboxAccess;
   friend struct detail::MailboxFactory;
+  friend class detail::BlobPool;
   Mailbox(std::shared_ptr<detail::BusCore> core, std::shared_ptr<detail::Ring> ring,
           std::string name) noexcept;
   Claim make_claim(std::uint64_t position, std::size_t bytes) noexcept;

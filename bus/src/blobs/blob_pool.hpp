@@ -36,6 +36,7 @@ class BusCore;
 struct ResolvedLoan {
   std::span<const std::byte> payload;
   Errc error = Errc{};  // stale_ref or bad_ref; Errc{} when resolved
+  std::uint64_t control = 0;  // the block's word when resolved: done() frees from it
 };
 
 class BlobPool {
@@ -54,11 +55,26 @@ class BlobPool {
   // not ours at that generation (never happens for a live Loan).
   bool hand_to_record(std::uint32_t block, std::uint64_t generation,
                       std::uint64_t location) noexcept;
+  // Sends `loan` in `claim` (a cell of sizeof(LoanRecord) bytes): writes its
+  // ref, hands the block to the record at `location`, commits (steps 2–5 of
+  // "send" in layout/blobs.hpp) and disarms the Loan: the block is the
+  // record's. False when the block is not ours (never for a live Loan): the
+  // claim is aborted and the loan stays ours.
+  bool send(Claim& claim, Loan& loan, std::uint64_t location, std::uint16_t type,
+            std::uint64_t correlation) noexcept;
+  // Moves a received loan cast to `dead` (service `service`'s dead-letter
+  // mailbox): steps 1–3 of "dead-letter move"; the block follows the copy,
+  // and the original's done() no longer frees it. False: no room (the block
+  // stays with the original, freed by its done()).
+  bool move_to_dead_letters(Mailbox& dead, const Delivery& delivery, std::uint32_t service) noexcept;
   // in_record(g, m) -> in_record(g, m + 1) at `location` (dead-letter move).
   bool move_record(std::uint32_t block, std::uint64_t generation, std::uint64_t location) noexcept;
   // Frees the block if it is still `state` at `generation` (owned by us, or
   // in_record: the record that held it was consumed). Wakes parked loaners.
   bool release(std::uint32_t block, std::uint64_t generation, layout::BlockState state) noexcept;
+  // Frees the block if its word is still exactly `control` (a receiver's
+  // done(): a block moved to a dead letter since has another word).
+  bool release_word(std::uint32_t block, std::uint64_t control) noexcept;
 
   // The payload a LoanRecord names, if its block still holds that generation
   // in a record: stale_ref (freed since) or bad_ref (outside the pool).
@@ -79,6 +95,9 @@ class BlobPool {
   [[nodiscard]] std::optional<std::uint32_t> try_take(std::uint32_t cls, std::uint32_t self,
                                                       std::uint64_t& generation) noexcept;
   [[nodiscard]] bool record_still_holds(BusCore& core, std::uint64_t location) noexcept;
+  // Service `service`'s mailbox `mailbox` (layout/blobs.hpp numbering),
+  // mapped once; nullptr when it no longer exists.
+  [[nodiscard]] Mailbox* service_mailbox(BusCore& core, std::uint32_t service, std::uint32_t mailbox);
 
   Segment segment_;
   layout::BlobPoolHeader* header_ = nullptr;

@@ -7,7 +7,10 @@
 #include <cerrno>
 #include <cstring>
 
+#include "blobs/blob_pool.hpp"
 #include "process/fork_guard.hpp"
+#include "state/pins.hpp"
+#include "state/state_store.hpp"
 
 namespace shmbus::detail {
 
@@ -70,10 +73,15 @@ Result<void> BusCore::join(std::string_view label) {
 }
 
 std::uint32_t BusCore::reclaim_dead() noexcept {
-  return table_->reclaim_dead([this](std::uint32_t slot, std::uint32_t dead) {
+  const std::uint32_t freed = table_->reclaim_dead([this](std::uint32_t slot, std::uint32_t dead) {
     CallSlots::sweep(*control_view_, *table_, slot);
     CallSlots::wake_callers_of(*control_view_, dead);
+    clear_dead_pins(*control_view_, slot);
   });
+  // Blocks held by the dead, or by records consumed or skipped without
+  // their block being freed (a receiver killed in between): see layout/blobs.hpp.
+  if (auto pool = blobs()) (*pool)->reclaim(*this);
+  return freed;
 }
 
 bool BusCore::trusted() const noexcept {

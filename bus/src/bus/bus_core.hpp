@@ -2,6 +2,8 @@
 // Receiver so that none of them can outlive the mapping it points into.
 #pragma once
 
+#include <memory>
+#include <mutex>
 #include <optional>
 #include <string>
 
@@ -12,6 +14,9 @@
 #include "segment/segment.hpp"
 
 namespace shmbus::detail {
+
+class BlobPool;    // blobs/blob_pool.hpp
+class StateStore;  // state/state_store.hpp
 
 class BusCore {
  public:
@@ -33,6 +38,13 @@ class BusCore {
   [[nodiscard]] bool trusted() const noexcept;
   [[nodiscard]] std::string mailbox_shm_name(std::string_view mailbox) const;
 
+  // The blob pool, mapped on first use (blobs/blob_core.cpp). Fails like
+  // BlobPool::open.
+  [[nodiscard]] Result<BlobPool*> blobs();
+  // The state segment, mapped read-only or writable on first use
+  // (state/state_core.cpp).
+  [[nodiscard]] Result<StateStore*> state_store(bool writable);
+
  private:
   std::string name_;
   Segment control_;
@@ -43,6 +55,10 @@ class BusCore {
   std::optional<ControlView> control_view_;
   std::optional<CallSlots> call_slots_;
   std::optional<Registry> registry_;
+  std::mutex parts_mutex_;  // maps the blob pool and the state segment once
+  std::unique_ptr<BlobPool> blobs_;
+  std::unique_ptr<StateStore> state_read_;
+  std::unique_ptr<StateStore> state_write_;
 };
 
 // "shmbus.<bus>": the control segment's name under /dev/shm.

@@ -5,6 +5,7 @@
 #include <cstring>
 #include <utility>
 
+#include "blobs/blob_pool.hpp"
 #include "bus/bus_core.hpp"
 #include "ring/ring.hpp"
 #include "shmbus/detail/atomic.hpp"
@@ -61,11 +62,20 @@ void Claim::abort() noexcept {
 
 // ---- Delivery ------------------------------------------------------------------------------
 
-Delivery::Delivery(Receiver* receiver, std::span<const std::byte> payload, RecordInfo info) noexcept
-    : receiver_(receiver), payload_(payload), info_(info) {}
+Delivery::Delivery(Receiver* receiver, std::span<const std::byte> payload, RecordInfo info,
+                   std::uint32_t loan_block, std::uint64_t loan_control) noexcept
+    : receiver_(receiver),
+      payload_(payload),
+      info_(info),
+      loan_block_(loan_block),
+      loan_control_(loan_control) {}
 
 Delivery::Delivery(Delivery&& other) noexcept
-    : receiver_(std::exchange(other.receiver_, nullptr)), payload_(other.payload_), info_(other.info_) {}
+    : receiver_(std::exchange(other.receiver_, nullptr)),
+      payload_(other.payload_),
+      info_(other.info_),
+      loan_block_(other.loan_block_),
+      loan_control_(other.loan_control_) {}
 
 Delivery& Delivery::operator=(Delivery&& other) noexcept {
   if (this != &other) {
@@ -73,6 +83,8 @@ Delivery& Delivery::operator=(Delivery&& other) noexcept {
     receiver_ = std::exchange(other.receiver_, nullptr);
     payload_ = other.payload_;
     info_ = other.info_;
+    loan_block_ = other.loan_block_;
+    loan_control_ = other.loan_control_;
   }
   return *this;
 }
@@ -80,7 +92,9 @@ Delivery& Delivery::operator=(Delivery&& other) noexcept {
 Delivery::~Delivery() { done(); }
 
 void Delivery::done() noexcept {
-  if (receiver_ != nullptr) std::exchange(receiver_, nullptr)->finish(info_.position);
+  if (receiver_ != nullptr) {
+    std::exchange(receiver_, nullptr)->finish(info_.position, loan_block_, loan_control_);
+  }
 }
 
 bool Delivery::trusted() const noexcept { return receiver_ != nullptr && receiver_->trusted_; }
@@ -134,12 +148,36 @@ Delivery Receiver::make_delivery(std::uint64_t position) noexcept {
   // try_take and take_over checked length <= max_record, but another process
   // may write the word again since: read it once, and never past the cell.
   const std::uint32_t length = std::min(detail::load_relaxed(cell.length), ring_->max_record());
-  return Delivery(this, {ring_->payload(position), length}, info);
+  if ((cell.flags & layout::kRecordLoan) == 0) {
+    return Delivery(this, {ring_->payload(position), length}, info);
+  }
+  // A loan: the cell holds a LoanRecord naming the block, read in place.
+  info.loaned = true;
+  layout::LoanRecord ref{};
+  if (length != sizeof ref) {
+    info.ref_error = Errc::bad_ref;
+    return Delivery(this, {}, info);
+  }
+  std::memcpy(&ref, ring_->payload(position), sizeof ref);
+  auto pool = core_->blobs();
+  if (!pool) {
+    info.ref_error = Errc::system_error;
+    return Delivery(this, {}, info);
+  }
+  const detail::ResolvedLoan resolved = (*pool)->resolve(ref);
+  info.ref_error = resolved.error;
+  return Delivery(this, resolved.payload, info, ref.block, resolved.control);
 }
 
-void Receiver::finish(std::uint64_t position) noexcept {
+void Receiver::finish(std::uint64_t position, std::uint32_t loan_block,
+                      std::uint64_t loan_control) noexcept {
   ring_->release(entry_, position);
   holding_ = false;
+  // After the release (layout/blobs.hpp): killed in between, the reaper
+  // finds the record gone and frees the block.
+  if (loan_control != 0) {
+    if (auto pool = core_->blobs()) (*pool)->release_word(loan_block, loan_control);
+  }
 }
 
 Expected<Delivery> Receiver::try_receive() noexcept {

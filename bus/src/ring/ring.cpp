@@ -145,11 +145,11 @@ bool Ring::repair_forged(layout::CellHeader& c, std::uint64_t control, std::uint
   return true;
 }
 
-void Ring::commit(std::uint64_t position, std::uint32_t length) noexcept {
+void Ring::commit(std::uint64_t position, std::uint32_t length, std::uint8_t flags) noexcept {
   CellHeader& c = cell(position);
   c.length = length;
   c.sender = self();
-  c.flags = 0;
+  c.flags = flags;
   c.deliveries = 0;
   SHMBUS_TEST_HOOK(ring_before_commit);
   std::uint64_t expected = cell_control(CellState::claimed, self(), position);

@@ -46,7 +46,7 @@ class Ring {
   [[nodiscard]] Expected<std::uint64_t> try_claim(std::uint32_t bytes) noexcept;
   // Parks (or spins) until room may have appeared, or until `until`.
   void wait_for_room(Deadline until, WaitMode mode) noexcept;
-  void commit(std::uint64_t position, std::uint32_t length) noexcept;
+  void commit(std::uint64_t position, std::uint32_t length, std::uint8_t flags = 0) noexcept;
   void abort(std::uint64_t position) noexcept;
   void count_full_refusal() noexcept;
 

@@ -8,6 +8,7 @@
 #include <utility>
 
 #include "bus/mailbox_factory.hpp"
+#include "blobs/blob_pool.hpp"
 #include "server/service_link.hpp"
 #include "shmbus/detail/atomic.hpp"
 #include "shmbus/detail/test_hook.hpp"
@@ -100,8 +101,23 @@ std::uint64_t to_ns(Deadline d) noexcept {
 Errc failure_of(std::uint64_t control) noexcept {
   const auto code = static_cast<Errc>(layout::call_who(control));
   const bool known = code == Errc::bad_message || code == Errc::record_too_large ||
-                     code == Errc::server_crashed;
+                     code == Errc::server_crashed || code == Errc::stale_ref ||
+                     code == Errc::bad_ref;
   return known ? code : Errc::bad_message;
+}
+
+// Sends `loan` through `claim` of `mailbox`, one of `link`'s (layout/blobs.hpp
+// numbers them: pool, dead letters, partitions).
+bool send_loan(ServiceLink& link, const Mailbox& mailbox, Claim& claim, Loan& loan,
+               std::uint16_t type, std::uint64_t correlation) noexcept {
+  std::uint32_t number = layout::kPoolMailbox;
+  for (std::size_t p = 0; p < link.partitions.size(); ++p) {
+    if (&link.partitions[p] == &mailbox) number = layout::kFirstPartitionMailbox + static_cast<std::uint32_t>(p);
+  }
+  auto pool = link.core->blobs();
+  if (!pool) return false;
+  return (*pool)->send(claim, loan, layout::record_location(link.index, number, claim.position()),
+                       type, correlation);
 }
 
 const std::uint32_t* futex_word(const layout::CallSlotHeader& slot) noexcept {
@@ -122,6 +138,27 @@ std::uint64_t Service::depth() const noexcept {
 
 Expected<PendingCall> Service::send_request(std::span<const std::byte> request,
                                             CallOptions options) noexcept {
+  return start_call(request, nullptr, options);
+}
+
+Expected<PendingCall> Service::send_request(Loan&& request, CallOptions options) noexcept {
+  if (request.empty()) return tl::unexpected(Errc::bad_ref);
+  return start_call(request.payload(), &request, options);
+}
+
+Expected<Reply> Service::call(Loan&& request, CallOptions options) noexcept {
+  auto pending = send_request(std::move(request), options);
+  if (!pending) return tl::unexpected(pending.error());
+  return pending->wait();
+}
+
+Expected<void> Service::cast(Loan&& message, CastOptions options) noexcept {
+  if (message.empty()) return tl::unexpected(Errc::bad_ref);
+  return send_cast(message.payload(), &message, options);
+}
+
+Expected<PendingCall> Service::start_call(std::span<const std::byte> request, Loan* loan,
+                                          const CallOptions& options) noexcept {
   ServiceLink& link = *link_;
   auto refuse = [&](Errc e) -> Expected<PendingCall> {
     link.core->registry().count_outcome(link.index, e);
@@ -141,19 +178,29 @@ Expected<PendingCall> Service::send_request(std::span<const std::byte> request,
     return refuse(mailbox.error());
   }
   // Room first; the clock is read only when there is none.
-  auto claim = (*mailbox)->try_claim(request.size());
+  const std::size_t bytes = loan != nullptr ? sizeof(layout::LoanRecord) : request.size();
+  auto claim = (*mailbox)->try_claim(bytes);
   const Deadline room = options.room_deadline.value_or(options.deadline);
   if (!claim && claim.error() == Errc::mailbox_full && room > Clock::now()) {
-    claim = (*mailbox)->claim(request.size(), room, options.mode);
+    claim = (*mailbox)->claim(bytes, room, options.mode);
   }
   if (!claim) {
     link.core->call_slots().free(*ticket);  // no record names the slot
     return refuse(claim.error());
   }
-  std::memcpy(claim->payload().data(), request.data(), request.size());
-  claim->set_type(static_cast<std::uint16_t>(layout::MessageKind::call));
-  claim->set_correlation(layout::call_correlation(ticket->index, ticket->generation));
-  claim->commit();
+  const auto type = static_cast<std::uint16_t>(layout::MessageKind::call);
+  const std::uint64_t correlation = layout::call_correlation(ticket->index, ticket->generation);
+  if (loan != nullptr) {
+    if (!send_loan(link, **mailbox, *claim, *loan, type, correlation)) {
+      link.core->call_slots().free(*ticket);
+      return refuse(Errc::bad_ref);
+    }
+  } else {
+    std::memcpy(claim->payload().data(), request.data(), request.size());
+    claim->set_type(type);
+    claim->set_correlation(correlation);
+    claim->commit();
+  }
   if (!link.partitions.empty()) link.ring_doorbell();
   // A Readiness waiter of ours asleep without a timeout must learn of this
   // call's deadline (seq_cst: after the commit, Dekker with its waiters++).
@@ -171,6 +218,11 @@ Expected<Reply> Service::call(std::span<const std::byte> request, CallOptions op
 }
 
 Expected<void> Service::cast(std::span<const std::byte> message, CastOptions options) noexcept {
+  return send_cast(message, nullptr, options);
+}
+
+Expected<void> Service::send_cast(std::span<const std::byte> message, Loan* loan,
+                                  const CastOptions& options) noexcept {
   ServiceLink& link = *link_;
   auto refuse = [&](Errc e) -> Expected<void> {
     link.core->registry().count_outcome(link.index, e);
@@ -179,7 +231,18 @@ Expected<void> Service::cast(std::span<const std::byte> message, CastOptions opt
   if (!link.has_request_identifier(message)) return refuse(Errc::bad_message);
   auto mailbox = link.route(options.key);
   if (!mailbox) return refuse(mailbox.error());
-  const SendOptions send{static_cast<std::uint16_t>(layout::MessageKind::cast), 0};
+  const auto type = static_cast<std::uint16_t>(layout::MessageKind::cast);
+  if (loan != nullptr) {
+    auto claim = (*mailbox)->try_claim(sizeof(layout::LoanRecord));
+    if (!claim && claim.error() == Errc::mailbox_full && options.deadline > Clock::now()) {
+      claim = (*mailbox)->claim(sizeof(layout::LoanRecord), options.deadline, options.mode);
+    }
+    if (!claim) return refuse(claim.error());
+    if (!send_loan(link, **mailbox, *claim, *loan, type, 0)) return refuse(Errc::bad_ref);
+    if (!link.partitions.empty()) link.ring_doorbell();
+    return {};
+  }
+  const SendOptions send{type, 0};
   auto sent = (*mailbox)->try_send(message, send);
   if (!sent && sent.error() == Errc::mailbox_full && options.deadline > Clock::now()) {
     sent = (*mailbox)->send(message, options.deadline, send, options.mode);

@@ -5,6 +5,7 @@
 #include <cstring>
 
 #include "bus/mailbox_factory.hpp"
+#include "blobs/blob_pool.hpp"
 #include "server/server_state.hpp"
 #include "shmbus/detail/test_hook.hpp"
 
@@ -204,11 +205,17 @@ void Server::handle_cast(Handler& handler, Delivery& delivery) noexcept {
   if (info.deliveries > s.max_deliveries) {
     // max_deliveries servers died running it: park it where a person looks.
     // The delivery count travels in the correlation word (a cast has none).
-    auto moved = s.dead_letters->try_send(delivery.payload(), {info.type, info.deliveries});
+    // A loan moves with its block (layout/blobs.hpp, "dead-letter move").
+    bool moved = false;
+    if (!info.loaned) {
+      moved = s.dead_letters->try_send(delivery.payload(), {info.type, info.deliveries}).has_value();
+    } else if (auto pool = s.core().blobs(); pool && info.ref_error == Errc{}) {
+      moved = (*pool)->move_to_dead_letters(*s.dead_letters, delivery, s.link->index);
+    }
     count(moved ? s.counters().dead_lettered : s.counters().dead_letters_dropped);
     return;
   }
-  auto payload = checked_payload(*s.link, s.schema, s.scratch, delivery.payload());
+  auto payload = checked_payload(*s.link, s.schema, s.scratch, delivery);
   if (!payload) {
     count(s.counters().bad_messages);
     delivery.count_bad_message();

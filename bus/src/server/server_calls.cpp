@@ -39,10 +39,11 @@ void Server::handle_call(Handler& handler, Delivery& delivery) noexcept {
     count(s.counters().expired_skipped);
     return wake_caller(slot, doorbell);
   }
-  auto payload = checked_payload(*s.link, s.schema, s.scratch, delivery.payload());
+  auto payload = checked_payload(*s.link, s.schema, s.scratch, delivery);
   if (!payload) {
-    const auto refused = layout::call_control(
-        CallState::failed, static_cast<std::uint32_t>(Errc::bad_message), generation);
+    const Errc why = info.ref_error != Errc{} ? info.ref_error : Errc::bad_message;
+    const auto refused =
+        layout::call_control(CallState::failed, static_cast<std::uint32_t>(why), generation);
     if (!compare_exchange(slot.control, control, refused)) return count_skipped(info, control, generation);
     count(s.counters().bad_messages);
     delivery.count_bad_message();

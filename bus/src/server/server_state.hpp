@@ -103,13 +103,21 @@ inline void record_latency(layout::ServerCounters& counters, std::uint64_t ns) n
 
 // The request's bytes, verified against the service's types: a private copy
 // when verified, the ring's bytes when the service is untyped or the bus
-// trusted. Empty optional: bad_message.
+// trusted. A loan is verified in place, never copied (its sender can only
+// hurt itself by writing after sending: DESIGN.md, the trust model). Empty
+// optional: bad_message (or the loan's ref_error).
 inline std::optional<std::span<const std::byte>> checked_payload(const detail::ServiceLink& link,
                                                           const ServiceSchema& schema,
                                                           MessageBuffer& scratch,
-                                                          std::span<const std::byte> payload) {
+                                                          const Delivery& delivery) {
+  const std::span<const std::byte> payload = delivery.payload();
+  if (delivery.info().ref_error != Errc{}) return std::nullopt;
   if (!link.has_request_identifier(payload)) return std::nullopt;
   if (link.trusted || schema.verify_request == nullptr) return payload;
+  if (delivery.info().loaned) {
+    if (!schema.verify_request(payload)) return std::nullopt;
+    return payload;
+  }
   const auto copy = scratch.assign(payload);
   if (!schema.verify_request(copy)) return std::nullopt;
   return copy;

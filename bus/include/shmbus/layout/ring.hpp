@@ -130,6 +130,8 @@ inline constexpr unsigned kStateShift = 61;
 
 enum RecordFlags : std::uint8_t {
   kRecordRedelivered = 1u << 0,  // a consumer died holding it; order is not kept
+  kRecordLoan = 1u << 1,         // the payload is a LoanRecord (layout/blobs.hpp): the
+                                 // record holds that block until it is consumed
 };
 
 // Precedes every record. Only `control` changes after the claim; the other

@@ -1,0 +1,361 @@
+// blob_pool.cpp — the block state machine of layout/blobs.hpp.
+#include "blobs/blob_pool.hpp"
+
+#include <algorithm>
+#include <cstring>
+#include <string>
+
+#include "bus/bus_core.hpp"
+#include "bus/mailbox_factory.hpp"
+#include "ring/ring.hpp"
+#include "shmbus/detail/atomic.hpp"
+#include "shmbus/detail/test_hook.hpp"
+#include "wait/futex.hpp"
+
+namespace shmbus::detail {
+
+using layout::BlockState;
+
+namespace {
+
+std::uint64_t block_end(const layout::BlobClassLine& c) noexcept {
+  return c.data_offset + c.block_size * c.count;
+}
+
+}  // namespace
+
+BlobPool::BlobPool(Segment segment) noexcept
+    : segment_(std::move(segment)),
+      header_(reinterpret_cast<layout::BlobPoolHeader*>(segment_.base() + sizeof(layout::SegmentHeader))),
+      classes_(reinterpret_cast<layout::BlobClassLine*>(segment_.base() + layout::kBlobClassesOffset)),
+      blocks_(reinterpret_cast<layout::BlockDescriptor*>(segment_.base() + layout::kBlobDescriptorsOffset)) {}
+
+Result<std::unique_ptr<BlobPool>> BlobPool::open(BusCore& core) {
+  const std::string shm_name = blob_pool_shm_name(core.name());
+  auto segment = Segment::attach(shm_name, layout::SegmentKind::blob_pool, Clock::now(),
+                                 Errc::no_such_bus);
+  if (!segment) return tl::unexpected(segment.error());
+  const std::string where = "/dev/shm/" + shm_name;
+  if (segment->size() < layout::kBlobDescriptorsOffset) {
+    return fail(Errc::size_too_small, where + " is shorter than a blob pool's headers");
+  }
+  // Every bound below comes from the segment: check them all against the
+  // mapping once, so no ref can lead a read outside it.
+  const auto& header =
+      *reinterpret_cast<const layout::BlobPoolHeader*>(segment->base() + sizeof(layout::SegmentHeader));
+  const auto* lines = reinterpret_cast<const layout::BlobClassLine*>(segment->base() + layout::kBlobClassesOffset);
+  if (header.class_count == 0 || header.class_count > layout::kMaxBlobClasses ||
+      header.descriptors_offset != layout::kBlobDescriptorsOffset) {
+    return fail(Errc::not_a_segment, where + ": blob pool header out of range");
+  }
+  std::uint64_t blocks = 0;
+  std::uint64_t data = header.data_offset;
+  for (std::uint32_t i = 0; i < header.class_count; ++i) {
+    const auto& c = lines[i];
+    if (c.first_block != blocks || c.count == 0 || c.count > layout::kMaxBlocksPerClass ||
+        c.block_size == 0 || c.block_size > layout::kMaxBlockSize ||
+        c.block_size % layout::kBlockAlignment != 0 || c.data_offset != data) {
+      return fail(Errc::not_a_segment, where + ": blob class " + std::to_string(i) + " out of range");
+    }
+    blocks += c.count;
+    data = block_end(c);
+  }
+  if (blocks != header.total_blocks ||
+      header.data_offset < layout::kBlobDescriptorsOffset + blocks * sizeof(layout::BlockDescriptor)) {
+    return fail(Errc::not_a_segment, where + ": blob pool block counts disagree");
+  }
+  if (segment->size() < data) {
+    return fail(Errc::size_too_small, where + " has " + std::to_string(segment->size()) +
+                                          " bytes, its classes need " + std::to_string(data));
+  }
+  return std::unique_ptr<BlobPool>(new BlobPool(std::move(*segment)));
+}
+
+layout::BlockDescriptor& BlobPool::descriptor(std::uint32_t block) const noexcept {
+  return blocks_[block];
+}
+
+layout::BlobClassLine& BlobPool::class_of(std::uint32_t block) const noexcept {
+  std::uint32_t c = 0;
+  while (c + 1 < header_->class_count && block >= classes_[c + 1].first_block) ++c;
+  return classes_[c];
+}
+
+std::span<std::byte> BlobPool::block_bytes(std::uint32_t block) const noexcept {
+  const auto& c = class_of(block);
+  return {segment_.base() + c.data_offset + (block - c.first_block) * c.block_size, c.block_size};
+}
+
+std::optional<std::uint32_t> BlobPool::try_take(std::uint32_t cls, std::uint32_t self,
+                                                std::uint64_t& generation) noexcept {
+  auto& c = classes_[cls];
+  // Start where the last loan stopped: in a busy pool the next free block is
+  // usually right there, so a loan costs a fetch_add and one or two CASes.
+  const std::uint64_t start = fetch_add(c.cursor, std::uint64_t{1}, std::memory_order_relaxed);
+  for (std::uint32_t i = 0; i < c.count; ++i) {
+    const std::uint32_t block = c.first_block + static_cast<std::uint32_t>((start + i) % c.count);
+    auto& d = descriptor(block);
+    std::uint64_t control = load_acquire(d.control);
+    if (layout::block_state(control) != BlockState::free) continue;
+    const std::uint64_t g = layout::block_generation(control);
+    if (compare_exchange(d.control, control, layout::block_control(BlockState::owned, self, g))) {
+      generation = g;
+      return block;
+    }
+  }
+  return std::nullopt;
+}
+
+Expected<Loan> BlobPool::loan(const std::shared_ptr<BusCore>& core, std::size_t bytes,
+                              LoanOptions options) noexcept {
+  std::uint32_t cls = 0;
+  while (cls < header_->class_count && classes_[cls].block_size < bytes) ++cls;
+  if (cls == header_->class_count) return tl::unexpected(Errc::record_too_large);
+  const std::uint32_t self = core->table().self().value;
+  auto& line = classes_[cls];
+  bool counted = false;
+  for (;;) {
+    // Any class at least as large will do; the smallest first.
+    for (std::uint32_t k = cls; k < header_->class_count; ++k) {
+      std::uint64_t generation = 0;
+      if (auto block = try_take(k, self, generation)) {
+        return Loan(core, *block, generation, block_bytes(*block), bytes);
+      }
+    }
+    if (!counted) {
+      fetch_add(line.exhausted, std::uint64_t{1}, std::memory_order_relaxed);
+      counted = true;
+    }
+    const Deadline now = Clock::now();
+    if (now >= options.deadline) return tl::unexpected(Errc::pool_exhausted);
+    if (options.mode == WaitMode::busy_poll) {
+      cpu_relax();
+      continue;
+    }
+    // Dekker with release(): count ourselves, re-check, then park on the
+    // class's free_seq; a block freed meanwhile bumped it.
+    const std::uint32_t seen = load_seq_cst(line.free_seq);
+    fetch_add(line.free_waiters, std::uint32_t{1});
+    bool any = false;
+    for (std::uint32_t b = line.first_block; b < line.first_block + line.count && !any; ++b) {
+      any = layout::block_state(load_seq_cst(descriptor(b).control)) == BlockState::free;
+    }
+    if (!any) futex_wait(&line.free_seq, seen, std::min(options.deadline, now + kParkRecheckInterval));
+    fetch_sub(line.free_waiters, std::uint32_t{1});
+    // A holder may have died: give back what it held before looking again.
+    if (!any) reclaim(*core);
+  }
+}
+
+bool BlobPool::hand_to_record(std::uint32_t block, std::uint64_t generation,
+                              std::uint64_t location) noexcept {
+  auto& d = descriptor(block);
+  std::uint64_t control = load_acquire(d.control);
+  if (layout::block_state(control) != BlockState::owned ||
+      layout::block_generation(control) != (generation & layout::kBlockGenerationMask)) {
+    return false;
+  }
+  // Location first: whoever sees in_record (seq_cst CAS) sees where it is.
+  store_release(d.location, location);
+  return compare_exchange(d.control, control,
+                          layout::block_control(BlockState::in_record, 0, generation));
+}
+
+bool BlobPool::send(Claim& claim, Loan& loan, std::uint64_t location, std::uint16_t type,
+                    std::uint64_t correlation) noexcept {
+  const layout::LoanRecord ref{loan.index_, 0, loan.generation_, loan.offset_, loan.length_};
+  std::memcpy(claim.payload_.data(), &ref, sizeof ref);
+  claim.set_type(type);
+  claim.set_correlation(correlation);
+  if (!hand_to_record(loan.index_, loan.generation_, location)) {
+    claim.abort();
+    return false;
+  }
+  SHMBUS_TEST_HOOK(loan_before_commit);
+  std::exchange(claim.ring_, nullptr)->commit(claim.position_, sizeof ref, layout::kRecordLoan);
+  loan.core_.reset();  // the record holds the block now
+  return true;
+}
+
+bool BlobPool::move_to_dead_letters(Mailbox& dead, const Delivery& delivery,
+                                    std::uint32_t service) noexcept {
+  if (delivery.loan_control_ == 0 || delivery.loan_block_ >= header_->total_blocks) return false;
+  auto claim = dead.try_claim(sizeof(layout::LoanRecord));
+  if (!claim) return false;
+  const std::span<std::byte> block = block_bytes(delivery.loan_block_);
+  const layout::LoanRecord ref{
+      delivery.loan_block_, 0, layout::block_generation(delivery.loan_control_),
+      static_cast<std::uint64_t>(delivery.payload_.data() - block.data()), delivery.payload_.size()};
+  std::memcpy(claim->payload_.data(), &ref, sizeof ref);
+  claim->set_type(delivery.info_.type);
+  claim->set_correlation(delivery.info_.deliveries);  // as a copied dead letter (Bus::dead_letters)
+  const std::uint64_t position = claim->position_;
+  std::exchange(claim->ring_, nullptr)->commit(position, sizeof ref, layout::kRecordLoan);
+  SHMBUS_TEST_HOOK(loan_dead_letter_before_move);
+  return move_record(ref.block, ref.generation,
+                     layout::record_location(service, layout::kDeadLetterMailbox, position));
+}
+
+bool BlobPool::move_record(std::uint32_t block, std::uint64_t generation,
+                           std::uint64_t location) noexcept {
+  auto& d = descriptor(block);
+  std::uint64_t control = load_acquire(d.control);
+  if (layout::block_state(control) != BlockState::in_record ||
+      layout::block_generation(control) != (generation & layout::kBlockGenerationMask)) {
+    return false;
+  }
+  store_release(d.location, location);
+  return compare_exchange(
+      d.control, control,
+      layout::block_control(BlockState::in_record, layout::block_holder(control) + 1, generation));
+}
+
+bool BlobPool::release_word(std::uint32_t block, std::uint64_t control) noexcept {
+  auto& d = descriptor(block);
+  std::uint64_t expected = control;
+  const std::uint64_t next = (layout::block_generation(control) + 1) & layout::kBlockGenerationMask;
+  if (!compare_exchange(d.control, expected, layout::block_control(BlockState::free, 0, next))) {
+    return false;
+  }
+  auto& line = class_of(block);
+  // seq_cst RMW, then the waiters load: Dekker with a parking loaner.
+  fetch_add(line.free_seq, std::uint32_t{1});
+  if (load_seq_cst(line.free_waiters) != 0) futex_wake(&line.free_seq, 1);
+  return true;
+}
+
+bool BlobPool::release(std::uint32_t block, std::uint64_t generation,
+                       layout::BlockState state) noexcept {
+  if (block >= header_->total_blocks) return false;
+  const std::uint64_t control = load_acquire(descriptor(block).control);
+  if (layout::block_state(control) != state ||
+      layout::block_generation(control) != (generation & layout::kBlockGenerationMask)) {
+    return false;
+  }
+  return release_word(block, control);
+}
+
+ResolvedLoan BlobPool::resolve(const layout::LoanRecord& ref) const noexcept {
+  if (ref.block >= header_->total_blocks || ref.reserved != 0) return {{}, Errc::bad_ref, 0};
+  const std::uint64_t size = class_of(ref.block).block_size;
+  if (ref.offset > size || ref.length > size - ref.offset) return {{}, Errc::bad_ref, 0};
+  // acquire: pairs with the sender's CAS into in_record, after its writes.
+  const std::uint64_t control = load_acquire(descriptor(ref.block).control);
+  const std::uint64_t current = layout::block_generation(control);
+  // Generations only grow (a free bumps it): an older one was freed since,
+  // a newer one was never issued, and this one must be in a record.
+  if (ref.generation < current) return {{}, Errc::stale_ref, 0};
+  if (ref.generation > current || layout::block_state(control) != BlockState::in_record) {
+    return {{}, Errc::bad_ref, 0};
+  }
+  return {block_bytes(ref.block).subspan(ref.offset, ref.length), Errc{}, control};
+}
+
+bool BlobPool::record_still_holds(BusCore& core, std::uint64_t location) noexcept {
+  switch (layout::location_kind(location)) {
+    case layout::LocationKind::mailbox_record: {
+      Mailbox* mailbox = service_mailbox(core, layout::location_service(location),
+                                         layout::location_mailbox(location));
+      if (mailbox == nullptr) return false;
+      const Ring& ring = *mailbox->ring_;
+      const std::uint64_t position = layout::location_position(location);
+      const std::uint64_t cell = load_acquire(ring.cell(position).control);
+      if (layout::control_seq(cell) != position) return false;  // consumed, moved on
+      switch (layout::control_state(cell)) {
+        case layout::CellState::committed:
+        case layout::CellState::taken: return true;  // delivered, or redelivered after a death
+        case layout::CellState::claimed: return core.table().is_alive(layout::control_owner(cell));
+        default: return false;  // skipped, or free for this very position (never committed)
+      }
+    }
+    case layout::LocationKind::call_reply: {
+      const auto& control = core.control();
+      const std::uint32_t slot = layout::location_slot(location);
+      const std::uint32_t index = layout::location_call_index(location);
+      if (slot >= control.max_processes() || index >= control.calls_per_process()) return false;
+      const std::uint64_t word = load_acquire(control.call_slot(slot, index).control);
+      return layout::call_state(word) == layout::CallState::replied &&
+             layout::call_generation(word) == layout::location_call_generation(location);
+    }
+    default: return false;
+  }
+}
+
+Mailbox* BlobPool::service_mailbox(BusCore& core, std::uint32_t service, std::uint32_t mailbox) {
+  const std::uint32_t key = service << 8 | mailbox;
+  std::lock_guard lock(mailboxes_mutex_);
+  if (auto it = mailboxes_.find(key); it != mailboxes_.end() && it->second) return &*it->second;
+  if (service >= layout::kMaxServices) return nullptr;
+  const auto& raw = core.registry().entry(service).identity.name;
+  std::string name(raw, strnlen(raw, sizeof raw));
+  if (!core.registry().find(name) || *core.registry().find(name) != service) return nullptr;
+  std::string shm_name;
+  std::string label;
+  if (mailbox == layout::kPoolMailbox) {
+    shm_name = pool_shm_name(core, name);
+    label = name + "~pool";
+  } else if (mailbox == layout::kDeadLetterMailbox) {
+    shm_name = dead_letter_shm_name(core, name);
+    label = name + "~dead";
+  } else {
+    shm_name = partition_shm_name(core, name, mailbox - layout::kFirstPartitionMailbox);
+    label = name + "~k" + std::to_string(mailbox - layout::kFirstPartitionMailbox);
+  }
+  // The reaper holds no shared_ptr to the core it belongs to: open through
+  // a non-owning one (the pool lives inside the core).
+  auto opened = MailboxFactory::open(std::shared_ptr<BusCore>(std::shared_ptr<BusCore>{}, &core),
+                                     shm_name, label);
+  if (!opened) return nullptr;
+  auto& slot = mailboxes_[key];
+  slot.emplace(std::move(*opened));
+  return &*slot;
+}
+
+std::uint32_t BlobPool::reclaim(BusCore& core) noexcept {
+  std::uint32_t freed = 0;
+  for (std::uint32_t block = 0; block < header_->total_blocks; ++block) {
+    auto& d = descriptor(block);
+    const std::uint64_t control = load_acquire(d.control);
+    bool orphan = false;
+    switch (layout::block_state(control)) {
+      case BlockState::owned: orphan = !core.table().is_alive(layout::block_holder(control)); break;
+      case BlockState::in_record: {
+        // Location after control (acquire; it was stored before the CAS that
+        // made this word): the record of this very word, or a newer one,
+        // in which case the CAS below fails.
+        const std::uint64_t location = load_acquire(d.location);
+        orphan = !record_still_holds(core, location);
+        break;
+      }
+      default: break;
+    }
+    if (orphan && release_word(block, control)) {
+      fetch_add(class_of(block).reclaimed, std::uint64_t{1}, std::memory_order_relaxed);
+      ++freed;
+    }
+  }
+  return freed;
+}
+
+std::vector<BlobClassInfo> BlobPool::info() const {
+  std::vector<BlobClassInfo> out;
+  for (std::uint32_t c = 0; c < header_->class_count; ++c) {
+    const auto& line = classes_[c];
+    BlobClassInfo info;
+    info.block_size = line.block_size;
+    info.count = line.count;
+    info.exhausted = load_relaxed(line.exhausted);
+    info.reclaimed = load_relaxed(line.reclaimed);
+    for (std::uint32_t b = line.first_block; b < line.first_block + line.count; ++b) {
+      switch (layout::block_state(load_acquire(descriptor(b).control))) {
+        case BlockState::free: ++info.free; break;
+        case BlockState::owned: ++info.loaned; break;
+        default: ++info.in_flight; break;
+      }
+    }
+    out.push_back(info);
+  }
+  return out;
+}
+
+}  // namespace shmbus::detail

@@ -1,0 +1,112 @@
+// Loan and LoanAllocator (loan.hpp), and Bus's loan entry points.
+#include "shmbus/loan.hpp"
+
+#include <cstring>
+#include <new>
+#include <utility>
+
+#include "blobs/blob_pool.hpp"
+#include "bus/bus_core.hpp"
+#include "shmbus/bus.hpp"
+
+namespace shmbus {
+
+// ---- LoanAllocator: FlatBuffers' vector_downward writes from the end of
+// what allocate() returns, so every buffer handed out ends at the block's end.
+
+std::uint8_t* LoanAllocator::allocate(std::size_t size) {
+  if (handed_out_ || size > block_.size()) throw std::bad_alloc();  // as FlatBuffers' own allocator
+  handed_out_ = true;
+  return reinterpret_cast<std::uint8_t*>(block_.data() + block_.size() - size);
+}
+
+void LoanAllocator::deallocate(std::uint8_t*, std::size_t) { handed_out_ = false; }
+
+std::uint8_t* LoanAllocator::reallocate_downward(std::uint8_t* old_p, std::size_t old_size,
+                                                 std::size_t new_size, std::size_t in_use_back,
+                                                 std::size_t in_use_front) {
+  (void)old_size;
+  (void)in_use_back;  // both buffers end at the block's end: the back part stays put
+  if (new_size > block_.size()) throw std::bad_alloc();
+  auto* p = reinterpret_cast<std::uint8_t*>(block_.data() + block_.size() - new_size);
+  std::memmove(p, old_p, in_use_front);
+  return p;
+}
+
+// ---- Loan
+
+Loan::Loan(std::shared_ptr<detail::BusCore> core, std::uint32_t index, std::uint64_t generation,
+           std::span<std::byte> block, std::size_t asked) noexcept
+    : core_(std::move(core)),
+      index_(index),
+      generation_(generation),
+      block_(block),
+      offset_(0),
+      length_(asked),
+      allocator_(std::make_unique<LoanAllocator>()) {
+  allocator_->block_ = block;
+}
+
+Loan::Loan(Loan&& other) noexcept
+    : core_(std::move(other.core_)),
+      index_(other.index_),
+      generation_(other.generation_),
+      block_(other.block_),
+      offset_(other.offset_),
+      length_(other.length_),
+      allocator_(std::move(other.allocator_)) {}
+
+Loan& Loan::operator=(Loan&& other) noexcept {
+  if (this != &other) {
+    Loan dropped(std::move(*this));
+    core_ = std::move(other.core_);
+    index_ = other.index_;
+    generation_ = other.generation_;
+    block_ = other.block_;
+    offset_ = other.offset_;
+    length_ = other.length_;
+    allocator_ = std::move(other.allocator_);
+  }
+  return *this;
+}
+
+Loan::~Loan() {
+  if (!core_) return;  // moved from, or sent
+  if (auto pool = core_->blobs()) {
+    (*pool)->release(index_, generation_, layout::BlockState::owned);
+  }
+}
+
+Expected<void> Loan::set_payload(std::size_t offset, std::size_t length) noexcept {
+  if (offset > block_.size() || length > block_.size() - offset) {
+    return tl::unexpected(Errc::bad_options);
+  }
+  offset_ = offset;
+  length_ = length;
+  return {};
+}
+
+Expected<void> Loan::set_payload(const flatbuffers::FlatBufferBuilder& builder) noexcept {
+  const auto* start = reinterpret_cast<const std::byte*>(builder.GetBufferPointer());
+  const std::size_t size = builder.GetSize();
+  if (start < block_.data() || start + size != block_.data() + block_.size()) {
+    return tl::unexpected(Errc::bad_options);  // not built with this loan's allocator()
+  }
+  return set_payload(static_cast<std::size_t>(start - block_.data()), size);
+}
+
+// ---- Bus
+
+Expected<Loan> Bus::loan(std::size_t bytes, LoanOptions options) noexcept {
+  auto pool = core_->blobs();
+  if (!pool) return tl::unexpected(Errc::system_error);
+  return (*pool)->loan(core_, bytes, options);
+}
+
+Result<std::vector<BlobClassInfo>> Bus::blob_pool() const {
+  auto pool = core_->blobs();
+  if (!pool) return tl::unexpected(pool.error());
+  return (*pool)->info();
+}
+
+}  // namespace shmbus

@@ -1,0 +1,2 @@
+#pragma once
+namespace shmbus::detail { class StateStore {}; }

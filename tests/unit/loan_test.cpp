@@ -1,0 +1,278 @@
+// Loans in one process: the block state machine (layout/blobs.hpp), refs that
+// do not resolve, the FlatBuffers allocator, and zero copy end to end.
+#include <gtest/gtest.h>
+
+#include <atomic>
+#include <chrono>
+#include <cstring>
+#include <thread>
+
+#include <shmbus/schemas/mailer_generated.h>
+#include <shmbus/schemas/mailer_reply_generated.h>
+
+#include "blobs/blob_pool.hpp"
+#include "shmbus/server.hpp"
+#include "support/bus_probe.hpp"
+#include "support/ring_access.hpp"
+#include "support/scoped_bus.hpp"
+#include "support/wait_until.hpp"
+
+namespace shmbus {
+namespace {
+
+using namespace std::chrono_literals;
+namespace mailer = shmbus::examples::mailer;
+
+CreateOptions small_pool() {
+  CreateOptions options;
+  options.blob_classes = {{4096, 2}, {64u << 10, 2}};
+  return options;
+}
+
+std::uint32_t free_blocks(Bus& bus) {
+  std::uint32_t free = 0;
+  const auto pool = bus.blob_pool().value();
+  for (const auto& c : pool) free += c.free;
+  return free;
+}
+
+// Records what the handler saw: where the payload lies and what it says.
+struct Recorder : Handler {
+  const std::byte* seen = nullptr;
+  std::size_t size = 0;
+  bool loaned = false;
+  std::uint8_t first = 0;
+  void handle_call(const Request& request, ReplyWriter& reply) override {
+    note(request);
+    (void)reply.assign(request.payload().first(std::min<std::size_t>(8, request.payload().size())));
+  }
+  void handle_cast(const Request& request) override { note(request); }
+  void note(const Request& request) {
+    seen = request.payload().data();
+    size = request.payload().size();
+    loaned = request.info().loaned;
+    first = size > 0 ? static_cast<std::uint8_t>(request.payload()[0]) : 0;
+  }
+};
+
+TEST(Loan, TakesTheSmallestClassThatFitsAndGivesTheBlockBackWhenDropped) {
+  auto bus = test::ScopedBus::create(small_pool());
+  EXPECT_EQ(free_blocks(bus.bus()), 4u);
+  {
+    auto small = bus->loan(100);
+    ASSERT_TRUE(small);
+    EXPECT_EQ(small->bytes().size(), 4096u);
+    EXPECT_EQ(small->payload().size(), 100u) << "the payload defaults to the size asked for";
+    auto large = bus->loan(5000);
+    ASSERT_TRUE(large);
+    EXPECT_EQ(large->bytes().size(), 64u << 10);
+    EXPECT_EQ(free_blocks(bus.bus()), 2u);
+    const auto info = bus->blob_pool().value();
+    EXPECT_EQ(info[0].loaned, 1u);
+    EXPECT_EQ(info[1].loaned, 1u);
+  }
+  EXPECT_EQ(free_blocks(bus.bus()), 4u);
+}
+
+TEST(Loan, AFullClassSpillsIntoALargerOneThenTheEmptyPoolSaysSo) {
+  auto bus = test::ScopedBus::create(small_pool());
+  std::vector<Loan> held;
+  for (int i = 0; i < 4; ++i) {
+    auto loan = bus->loan(10);
+    ASSERT_TRUE(loan) << i;
+    held.push_back(std::move(*loan));
+  }
+  auto none = bus->loan(10);
+  ASSERT_FALSE(none);
+  EXPECT_EQ(none.error(), Errc::pool_exhausted);
+  EXPECT_EQ(bus->loan(1u << 20).error(), Errc::record_too_large);
+  EXPECT_GE(bus->blob_pool().value()[0].exhausted, 1u);
+}
+
+TEST(Loan, AWaitingLoanGetsTheBlockAnotherThreadFrees) {
+  auto bus = test::ScopedBus::create(small_pool());
+  std::vector<Loan> held;
+  for (int i = 0; i < 4; ++i) held.push_back(std::move(*bus->loan(10)));
+  std::atomic<bool> waiting{false};
+  std::thread freer([&] {
+    ASSERT_TRUE(test::wait_until(5s, [&] { return waiting.load(); }));
+    held.pop_back();
+  });
+  waiting = true;
+  auto loan = bus->loan(10, {.deadline = deadline_in(10s), .mode = WaitMode::park});
+  freer.join();
+  EXPECT_TRUE(loan) << to_string(loan.error());
+  auto timed_out = bus->loan(10, {.deadline = deadline_in(20ms)});
+  EXPECT_EQ(timed_out.error(), Errc::pool_exhausted);
+}
+
+TEST(Loan, SetPayloadStaysInsideTheBlock) {
+  auto bus = test::ScopedBus::create(small_pool());
+  auto loan = bus->loan(100).value();
+  EXPECT_TRUE(loan.set_payload(4000, 96));
+  EXPECT_EQ(loan.set_payload(4000, 97).error(), Errc::bad_options);
+  EXPECT_EQ(loan.set_payload(5000, 0).error(), Errc::bad_options);
+  EXPECT_EQ(loan.payload().size(), 96u) << "a refused set_payload changes nothing";
+}
+
+TEST(Loan, ACastIsReadInPlaceAndItsBlockReturnsWhenHandled) {
+  auto bus = test::ScopedBus::create(small_pool());
+  auto server = Server::start(bus.bus(), "frames", {});
+  ASSERT_TRUE(server) << server.error().message();
+  auto service = bus->service("frames").value();
+  auto loan = bus->loan(3000).value();
+  std::memset(loan.bytes().data(), 0x5a, 3000);
+  const std::byte* written = loan.payload().data();
+  ASSERT_TRUE(service.cast(std::move(loan)));
+  EXPECT_TRUE(loan.empty()) << "the record holds the block now";
+  EXPECT_EQ(bus->blob_pool().value()[0].in_flight, 1u);
+  Recorder handler;
+  ASSERT_TRUE(server->serve_one(handler, deadline_in(5s)));
+  EXPECT_EQ(handler.seen, written) << "the server read the very bytes the sender wrote";
+  EXPECT_EQ(handler.size, 3000u);
+  EXPECT_TRUE(handler.loaned);
+  EXPECT_EQ(handler.first, 0x5a);
+  EXPECT_EQ(free_blocks(bus.bus()), 4u);
+}
+
+TEST(Loan, ACallWithALoanIsAnsweredAndAFailedSendKeepsTheLoan) {
+  auto bus = test::ScopedBus::create(small_pool());
+  ServiceOptions options;
+  options.mailbox_capacity = 2;
+  auto server = Server::start(bus.bus(), "frames", options);
+  ASSERT_TRUE(server) << server.error().message();
+  auto service = bus->service("frames").value();
+  Recorder handler;
+  std::thread serving([&] { (void)server->serve(handler); });
+  auto loan = bus->loan(64).value();
+  std::memset(loan.bytes().data(), 7, 64);
+  auto reply = service.call(std::move(loan), {.deadline = deadline_in(10s)});
+  ASSERT_TRUE(reply) << to_string(reply.error());
+  EXPECT_EQ(static_cast<std::uint8_t>(reply->payload()[0]), 7);
+  server->stop();
+  serving.join();
+  EXPECT_TRUE(test::wait_until(5s, [&] { return free_blocks(bus.bus()) == 4u; }));
+
+  // Nobody serves now: fill the mailbox, then a cast that finds no room
+  // leaves the loan with its sender.
+  ASSERT_TRUE(service.cast(bus->loan(8).value()));
+  ASSERT_TRUE(service.cast(bus->loan(8).value()));
+  auto kept = bus->loan(8).value();
+  EXPECT_EQ(service.cast(std::move(kept)).error(), Errc::mailbox_full);
+  EXPECT_FALSE(kept.empty());
+  EXPECT_EQ(service.cast(Loan(std::move(kept))).error(), Errc::mailbox_full);
+}
+
+TEST(Loan, AFlatBufferBuiltInALoanIsVerifiedInPlace) {
+  auto bus = test::ScopedBus::create(small_pool());
+  ServiceOptions options;
+  options.schema = ServiceSchema::of<mailer::SendEmail, mailer::EmailSent>("MAIL", "MALR");
+  auto server = Server::start(bus.bus(), "mailer", options);
+  ASSERT_TRUE(server) << server.error().message();
+  auto service = bus->service("mailer").value();
+
+  auto loan = bus->loan(2000).value();
+  const std::byte* block_end = loan.bytes().data() + loan.bytes().size();
+  {
+    flatbuffers::FlatBufferBuilder builder(256, &loan.allocator());
+    auto email = mailer::CreateSendEmailDirect(builder, "ada@example.org", "Ada", "hello", "body");
+    builder.Finish(email, "MAIL");
+    const auto* start = reinterpret_cast<const std::byte*>(builder.GetBufferPointer());
+    EXPECT_EQ(start + builder.GetSize(), block_end) << "the buffer ends at the block's end";
+    ASSERT_TRUE(loan.set_payload(builder));
+    ASSERT_TRUE(service.cast(std::move(loan)));
+  }
+  struct Check : Handler {
+    std::string subject;
+    const std::byte* where = nullptr;
+    void handle_call(const Request&, ReplyWriter&) override {}
+    void handle_cast(const Request& request) override {
+      subject = request.root<mailer::SendEmail>()->subject()->str();
+      where = request.payload().data() + request.payload().size();
+    }
+  } handler;
+  ASSERT_TRUE(server->serve_one(handler, deadline_in(5s)));
+  EXPECT_EQ(handler.subject, "hello");
+  EXPECT_EQ(handler.where, block_end) << "verified where the sender built it: no copy";
+
+  // A loan that is not a SendEmail is refused by the verifier, and counted.
+  auto junk = bus->loan(64).value();
+  std::memset(junk.bytes().data(), 0xff, 64);
+  std::memcpy(junk.bytes().data() + 4, "MAIL", 4);
+  ASSERT_TRUE(service.cast(std::move(junk)));
+  ASSERT_TRUE(server->serve_one(handler, deadline_in(5s)));
+  EXPECT_EQ(server->counters().bad_messages, 1u);
+  EXPECT_EQ(free_blocks(bus.bus()), 4u);
+}
+
+TEST(Loan, RefsThatDoNotResolveAreStaleOrBadAndNeverRead) {
+  auto bus = test::ScopedBus::create(small_pool());
+  // Resolve through the pool of this process's attachment.
+  auto service_server = Server::start(bus.bus(), "frames", {});
+  ASSERT_TRUE(service_server);
+  auto service = bus->service("frames").value();
+  auto loan = bus->loan(64).value();
+  const std::uint32_t block = loan.block();
+  const std::uint64_t generation = loan.generation();
+  ASSERT_TRUE(service.cast(std::move(loan)));
+
+  test::BusProbe probe(bus.name());
+  ASSERT_TRUE(probe.ok());
+  auto* pool = probe.core().blobs().value();
+  auto ok = pool->resolve({block, 0, generation, 0, 64});
+  EXPECT_EQ(ok.error, Errc{});
+  EXPECT_EQ(pool->resolve({block, 0, generation + 1, 0, 64}).error, Errc::bad_ref)
+      << "a generation never issued";
+  EXPECT_EQ(pool->resolve({block + 100, 0, generation, 0, 64}).error, Errc::bad_ref);
+  EXPECT_EQ(pool->resolve({block, 0, generation, 4000, 97}).error, Errc::bad_ref);
+  EXPECT_EQ(pool->resolve({block, 0, generation, ~0ull, 2}).error, Errc::bad_ref);
+  EXPECT_EQ(pool->resolve({block, 7, generation, 0, 64}).error, Errc::bad_ref);
+
+  // Free the block under the record's feet (what a forged or buggy peer
+  // could do): the server then gets stale_ref, counts it, reads nothing.
+  ASSERT_TRUE(pool->release_word(block, ok.control));
+  EXPECT_EQ(pool->resolve({block, 0, generation, 0, 64}).error, Errc::stale_ref);
+  Recorder handler;
+  ASSERT_TRUE(service_server->serve_one(handler, deadline_in(5s)));
+  EXPECT_EQ(handler.seen, nullptr) << "the handler never ran";
+  EXPECT_EQ(service_server->counters().bad_messages, 1u);
+
+  // A call whose loan went stale gets stale_ref back.
+  auto call_loan = bus->loan(64).value();
+  const std::uint32_t call_block = call_loan.block();
+  const std::uint64_t call_generation = call_loan.generation();
+  auto pending = service.send_request(std::move(call_loan), {.deadline = deadline_in(10s)});
+  ASSERT_TRUE(pending);
+  const auto resolved = pool->resolve({call_block, 0, call_generation, 0, 64});
+  ASSERT_TRUE(pool->release_word(call_block, resolved.control));
+  ASSERT_TRUE(service_server->serve_one(handler, deadline_in(5s)));
+  EXPECT_EQ(pending->wait().error(), Errc::stale_ref);
+}
+
+TEST(Loan, TheReaperFreesABlockWhoseRecordWasConsumedWithoutFreeingIt) {
+  auto bus = test::ScopedBus::create(small_pool());
+  auto server = Server::start(bus.bus(), "frames", {});
+  ASSERT_TRUE(server);
+  auto service = bus->service("frames").value();
+  ASSERT_TRUE(service.cast(bus->loan(64).value()));
+  EXPECT_EQ(bus->reclaim_dead(), 0u);
+  EXPECT_EQ(bus->blob_pool().value()[0].in_flight, 1u) << "a queued record holds its block";
+  // Consume the record the way a receiver killed between its two steps
+  // would leave it: the cell released, the block not freed.
+  test::BusProbe probe(bus.name());
+  ASSERT_TRUE(probe.ok());
+  auto pool = probe.pool("frames").value();
+  auto receiver = pool.receiver().value();
+  auto delivery = receiver.try_receive();
+  ASSERT_TRUE(delivery);
+  EXPECT_TRUE(delivery->info().loaned);
+  detail::MailboxAccess::forget_loan(*delivery);
+  delivery->done();
+  EXPECT_EQ(bus->blob_pool().value()[0].in_flight, 1u);
+  bus->reclaim_dead();
+  EXPECT_EQ(free_blocks(bus.bus()), 4u);
+  EXPECT_EQ(bus->blob_pool().value()[0].reclaimed, 1u);
+}
+
+}  // namespace
+}  // namespace shmbus
