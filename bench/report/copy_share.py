@@ -45,6 +45,7 @@ FLAT_RATIO = 1.5          # busy: share latency at 64 MiB <= 1.5x its own at 64 
 SHARE_SPEEDUP = 500.0     # busy: at 16 MiB, copy / share >= 500
 GET_NS = 100.0            # state get p50, any size
 PARK_RATIO = 1.1          # parked: share latency <= 1.1x the futex floor, every size
+BUSY_WAIT = 0.05          # a benchmark process waited for a CPU more than this share: flagged
 
 
 def fmt_size(n):
@@ -251,6 +252,20 @@ def print_copy_share(runs, context=None):
     for read_all in (0, 1):
         print_throughput(r, read_all)
     print_state_get(r)
+    busy = []
+    for (base, _), rs in runs.items():
+        if not base.startswith(("BM_OneWay_", "BM_Stream_")):
+            continue
+        for b in rs:
+            wait = max(b.get("child_cpu_wait", 0), b.get("parent_cpu_wait", 0))
+            if wait > BUSY_WAIT:
+                busy.append((wait, b["name"].split("/iterations")[0]))
+    if busy:
+        busy.sort(reverse=True)
+        print()
+        print(f"BUSY MACHINE: {len(busy)} figures were taken while a process of the benchmark "
+              f"waited for a CPU more than {BUSY_WAIT:.0%} of the time (another process held "
+              f"its core); worst: " + ", ".join(f"{n} {w:.0%}" for w, n in busy[:4]))
     print()
     print("Targets (issue 5)")
     rows = []

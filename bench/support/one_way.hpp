@@ -27,9 +27,12 @@
 //
 // Both report p50 / p99 / p99.9 / min / max (support/percentiles.hpp) and the
 // floor's p50 / p99 (floor_p50_ns …, ratio_p50 = figure / floor), the
-// transport's facts (TransportFacts) and `samples` (p99.9 means something
-// only with >= 1,000 samples; below that the report shows "max of n").
+// transport's facts (TransportFacts), `samples` (p99.9 means something
+// only with >= 1,000 samples; below that the report shows "max of n") and
+// child_cpu_wait / parent_cpu_wait (support/cpu_wait.hpp).
 #pragma once
+
+#include <benchmark/benchmark.h>
 
 #include <algorithm>
 #include <chrono>
@@ -39,9 +42,8 @@
 #include <string>
 #include <vector>
 
-#include <benchmark/benchmark.h>
-
 #include "peers/peer.hpp"
+#include "support/cpu_wait.hpp"
 #include "support/floors.hpp"
 #include "support/pattern.hpp"
 #include "support/percentiles.hpp"
@@ -59,8 +61,7 @@ inline constexpr std::uint64_t kStopSeq = ~std::uint64_t{0};  // stream mode: th
 inline constexpr auto kMessageTimeout = 10s;
 
 [[nodiscard]] inline std::int64_t now_ns() noexcept {
-  return std::chrono::duration_cast<std::chrono::nanoseconds>(
-             BenchClock::now().time_since_epoch())
+  return std::chrono::duration_cast<std::chrono::nanoseconds>(BenchClock::now().time_since_epoch())
       .count();
 }
 
@@ -213,6 +214,22 @@ class TwoEnds {
   std::string error;
 };
 
+// The share of the measured loop the child and the parent spent runnable
+// but waiting for a CPU (child_cpu_wait, parent_cpu_wait): near 0 on a quiet
+// machine; the report flags a figure taken while something else held a core.
+class CpuWaits {
+ public:
+  explicit CpuWaits(pid_t child) : child_(child), parent_(::getpid()) {}
+  void report(benchmark::State& state) const {
+    state.counters["child_cpu_wait"] = child_.share();
+    state.counters["parent_cpu_wait"] = parent_.share();
+  }
+
+ private:
+  CpuWait child_;
+  CpuWait parent_;
+};
+
 inline void report_facts(benchmark::State& state, const TransportFacts& facts) {
   for (const auto& [name, value] : facts) state.counters[name] = value;
 }
@@ -293,6 +310,7 @@ void run_latency(benchmark::State& state, const TransportSpec& spec, Read read, 
   std::vector<double> floor_samples;
   samples.reserve(static_cast<std::size_t>(state.max_iterations));
   floor_samples.reserve(static_cast<std::size_t>(state.max_iterations));
+  const CpuWaits waits(child.pid());
   for (auto _ : state) {
     ok = ok && round(one_way, floor);
     if (!ok) break;
@@ -300,6 +318,7 @@ void run_latency(benchmark::State& state, const TransportSpec& spec, Read read, 
     floor_samples.push_back(floor);
     state.SetIterationTime(one_way * 1e-9);
   }
+  waits.report(state);
 
   if (parked) {
     stop_futex(shared.futex, shared.control);
@@ -326,8 +345,7 @@ void run_latency(benchmark::State& state, const TransportSpec& spec, Read read, 
 // file). One untimed batch first (warm-up: faults everything in; larger when
 // the transport asks: warmup_for).
 template <class Transport>
-void run_stream(benchmark::State& state, const TransportSpec& spec, Read read,
-                std::int64_t batch) {
+void run_stream(benchmark::State& state, const TransportSpec& spec, Read read, std::int64_t batch) {
   TwoEnds<Transport> ends(state, spec, read);
   if (!ends.error.empty()) return state.SkipWithError(ends.error.c_str());
   OneWayShared& shared = *ends.shared;
@@ -355,6 +373,7 @@ void run_stream(benchmark::State& state, const TransportSpec& spec, Read read,
   bool ok = stream_batch(warmup_for(ends.transport, batch));
   std::vector<double> batch_seconds;
   batch_seconds.reserve(static_cast<std::size_t>(state.max_iterations));
+  const CpuWaits waits(child.pid());
   for (auto _ : state) {
     const auto t0 = BenchClock::now();
     ok = ok && stream_batch(batch);
@@ -363,6 +382,7 @@ void run_stream(benchmark::State& state, const TransportSpec& spec, Read read,
     batch_seconds.push_back(std::chrono::duration<double>(t1 - t0).count());
     state.SetIterationTime(batch_seconds.back());
   }
+  waits.report(state);
   (void)ends.transport.send(kStopSeq, BenchClock::now() + 10s);
   const int code = child.reap();
   if (!ok) return state.SkipWithError(failure.c_str());
