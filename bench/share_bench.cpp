@@ -21,24 +21,30 @@
 //   BM_ReadFloor/bytes:N     summing every word of the payload, one process:
 //                            what read_all:1 adds to any path.
 //
-// Paths: copy (Service::cast of the bytes: copied into a ring cell), uds (a
-// Unix domain socket, peers/uds.hpp), pipe (peers/pipe.hpp).
+//   BM_StateGet/bytes:N      state.get(key) of a value of N bytes, one process,
+//                            batches of 1,000 gets: ns per get (target < 100 ns).
+//
+// Paths (support/shmbus_paths.hpp, peers/): copy (Service::cast of the bytes:
+// copied into a ring cell), loan (a blob-pool block written in place, cast by
+// reference), state (a StateRef in a 64-byte record, resolved and read in
+// place), uds (a Unix domain socket), pipe. The three shmbus paths go through
+// the same untyped service, so they differ only by how the payload travels.
 //
 // Payload sizes: 64 B, 4 KiB, 64 KiB, 1 MiB, 16 MiB, 64 MiB;
 // SHMBUS_BENCH_MAX_BYTES=1M leaves out the larger ones (a quick run), and
 // SHMBUS_BENCH_SCALE multiplies every iteration count (support/scale.hpp).
 // Iteration counts follow the size: each benchmark gets about 0.4 s of
-// messages (at least 10, at most 20,000 busy / 2,000 parked), so the 64 MiB
+// messages (at least 20, at most 20,000 busy / 2,000 parked), so the 64 MiB
 // copy runs a handful and the whole program a few minutes.
 // bench/report/copy_share.py prints the copy-vs-share table and the targets.
+#include <benchmark/benchmark.h>
+
 #include <algorithm>
 #include <cstddef>
 #include <cstdint>
 #include <cstring>
 #include <string>
 #include <vector>
-
-#include <benchmark/benchmark.h>
 
 #include "peers/pipe.hpp"
 #include "peers/uds.hpp"
@@ -47,97 +53,10 @@
 #include "support/percentiles.hpp"
 #include "support/scale.hpp"
 #include "support/shmbus_paths.hpp"
+#include "support/sweep.hpp"
 
 namespace shmbus::bench {
 namespace {
-
-constexpr std::size_t kSizes[] = {64,        4u << 10,  64u << 10,
-                                  1u << 20,  16u << 20, 64u << 20};
-
-// ---- iteration counts ---------------------------------------------------------------------
-
-// How many bytes a message moves through memory on the way, in payloads: a
-// copy path writes it once into the ring; a kernel peer copies it in and out;
-// a share path moves none. Reading every byte adds one.
-struct PathCost {
-  double copies;
-};
-
-constexpr double kBytesPerSecond = 4e9;   // a conservative memory bandwidth for estimates
-constexpr double kLatencyBudget = 0.4;    // seconds of messages per latency benchmark
-constexpr double kStreamBatchSeconds = 0.05;
-
-[[nodiscard]] double message_seconds(PathCost cost, std::size_t bytes, bool read_all,
-                                     bool parked) {
-  const double fixed = parked ? 80e-6 : 2e-6;  // with the floor round trip and the park wait
-  const double copies = cost.copies + (read_all ? 1.0 : 0.0);
-  return fixed + copies * static_cast<double>(bytes) / kBytesPerSecond;
-}
-
-[[nodiscard]] std::int64_t latency_iterations(PathCost cost, std::size_t bytes, bool read_all,
-                                              bool parked) {
-  const double n = kLatencyBudget / message_seconds(cost, bytes, read_all, parked);
-  const double most = parked ? 2000 : 20000;
-  return scaled(static_cast<std::int64_t>(std::clamp(n, 10.0, most)));
-}
-
-[[nodiscard]] int latency_warmup(std::int64_t iterations, bool parked) {
-  return parked ? 20 : static_cast<int>(std::clamp<std::int64_t>(iterations / 10, 8, 500));
-}
-
-[[nodiscard]] std::int64_t stream_batch(PathCost cost, std::size_t bytes, bool read_all) {
-  const double per_message =
-      0.1e-6 + (cost.copies + (read_all ? 1.0 : 0.0)) * static_cast<double>(bytes) /
-                   kBytesPerSecond;
-  return static_cast<std::int64_t>(std::clamp(kStreamBatchSeconds / per_message, 4.0, 16384.0));
-}
-
-// ---- registration -------------------------------------------------------------------------
-
-template <class Transport>
-void register_path(PathCost cost, std::uint64_t max_bytes) {
-  const std::string path = Transport::kName;
-  for (const std::size_t bytes : kSizes) {
-    if (bytes > max_bytes) continue;
-    for (const bool parked : {false, true}) {
-      for (const bool read_all : {false, true}) {
-        const std::string name = "BM_OneWay_" + path + "/bytes:" + std::to_string(bytes) +
-                                 "/parked:" + (parked ? "1" : "0") +
-                                 "/read_all:" + (read_all ? "1" : "0");
-        const std::int64_t iterations = latency_iterations(cost, bytes, read_all, parked);
-        const int warmup = latency_warmup(iterations, parked);
-        const TransportSpec spec{.bytes = bytes,
-                                 .wait = parked ? PeerWait::park : PeerWait::busy_poll,
-                                 .stream = false};
-        const Read read = read_all ? Read::all : Read::header;
-        benchmark::RegisterBenchmark(name.c_str(),
-                                     [spec, read, warmup](benchmark::State& state) {
-                                       run_latency<Transport>(state, spec, read, warmup);
-                                     })
-            ->UseManualTime()
-            ->Iterations(iterations)
-            ->Unit(benchmark::kNanosecond);
-      }
-    }
-  }
-  for (const std::size_t bytes : kSizes) {
-    if (bytes > max_bytes) continue;
-    for (const bool read_all : {false, true}) {
-      const std::string name = "BM_Stream_" + path + "/bytes:" + std::to_string(bytes) +
-                               "/read_all:" + (read_all ? "1" : "0");
-      const std::int64_t batch = stream_batch(cost, bytes, read_all);
-      const TransportSpec spec{.bytes = bytes, .wait = PeerWait::busy_poll, .stream = true};
-      const Read read = read_all ? Read::all : Read::header;
-      benchmark::RegisterBenchmark(name.c_str(),
-                                   [spec, read, batch](benchmark::State& state) {
-                                     run_stream<Transport>(state, spec, read, batch);
-                                   })
-          ->UseManualTime()
-          ->Iterations(scaled(8))
-          ->Unit(benchmark::kMicrosecond);
-    }
-  }
-}
 
 // ---- the floors of one process ------------------------------------------------------------
 
@@ -150,9 +69,8 @@ void time_per_call(benchmark::State& state, std::size_t bytes, std::int64_t per_
   for (auto _ : state) {
     const auto t0 = BenchClock::now();
     for (std::int64_t i = 0; i < per_sample; ++i) op();
-    const double ns =
-        std::chrono::duration<double, std::nano>(BenchClock::now() - t0).count() /
-        static_cast<double>(per_sample);
+    const double ns = std::chrono::duration<double, std::nano>(BenchClock::now() - t0).count() /
+                      static_cast<double>(per_sample);
     samples.push_back(ns);
     state.SetIterationTime(ns * 1e-9);
   }
@@ -191,10 +109,10 @@ void read_floor(benchmark::State& state, std::size_t bytes) {
 void register_floors(std::uint64_t max_bytes) {
   for (const std::size_t bytes : kSizes) {
     if (bytes > max_bytes) continue;
-    const std::int64_t iterations = scaled(static_cast<std::int64_t>(std::clamp(
-        0.2 / (2.0 * static_cast<double>(bytes) / kBytesPerSecond *
-               static_cast<double>(calls_per_sample(bytes))),
-        20.0, 2000.0)));
+    const std::int64_t iterations = scaled(static_cast<std::int64_t>(
+        std::clamp(0.2 / (2.0 * static_cast<double>(bytes) / kBytesPerSecond *
+                          static_cast<double>(calls_per_sample(bytes))),
+                   20.0, 2000.0)));
     const std::string suffix = "/bytes:" + std::to_string(bytes);
     benchmark::RegisterBenchmark(("BM_MemcpyFloor" + suffix).c_str(),
                                  [bytes](benchmark::State& s) { memcpy_floor(s, bytes); })
@@ -216,9 +134,10 @@ int main(int argc, char** argv) {
   using namespace shmbus::bench;
   const std::uint64_t max_bytes = max_payload_bytes();
   register_floors(max_bytes);
-  register_path<ShmbusCopy>({.copies = 1}, max_bytes);
-  register_path<peers::UdsPeer>({.copies = 2}, max_bytes);
-  register_path<peers::PipePeer>({.copies = 2}, max_bytes);
+  register_sweep<ShmbusCopy>({.copies = 1}, max_bytes);
+  register_sweep<ShmbusLoan>({.copies = 0}, max_bytes);
+  register_sweep<peers::UdsPeer>({.copies = 2}, max_bytes);
+  register_sweep<peers::PipePeer>({.copies = 2}, max_bytes);
   benchmark::Initialize(&argc, argv);
   if (benchmark::ReportUnrecognizedArguments(argc, argv)) return 1;
   benchmark::RunSpecifiedBenchmarks();

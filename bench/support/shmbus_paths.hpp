@@ -5,6 +5,10 @@
 //                claims a cell of the payload's size, copies the sender's
 //                private buffer in and commits; the server's Request::payload()
 //                is the cell (an untyped service: no verifier, no private copy).
+//   ShmbusLoan   a blob-pool block, written in place, sent by reference
+//                (Service::cast(Loan&&)); the server reads the block.
+//   ShmbusState  (state_path.hpp) a state value published once; each message
+//                carries its StateRef and the server resolves it in place.
 //
 // All of them go through one untyped service ("share") served by the child
 // with Server::serve_one(handler, deadline, mode), so the figures differ by
@@ -14,6 +18,9 @@
 // and never touches the parent's objects.
 #pragma once
 
+#include <benchmark/benchmark.h>
+
+#include <array>
 #include <cstddef>
 #include <cstdint>
 #include <cstring>
@@ -45,12 +52,14 @@ inline constexpr std::size_t kMiB = std::size_t{1} << 20;
 inline constexpr std::uint64_t kShareStateCapacity = std::uint64_t{160} << 20;
 
 // Ring cells for a payload of `bytes`: a few when one message is in flight;
-// for a stream, as many as fit in about 256 MiB (4 … 4096, a power of two).
+// for a stream, as many as fit in about 32 MiB (4 … 1024, a power of two).
+// The warm-up writes every cell twice (warmup_messages), so none is faulted
+// in for the first time while timed.
 [[nodiscard]] inline std::uint32_t share_capacity(std::size_t bytes, bool stream) {
   if (!stream) return bytes >= kMiB ? 4 : 64;
-  std::size_t cells = (std::size_t{256} * kMiB) / bytes;
+  const std::size_t cells = (std::size_t{32} * kMiB) / bytes;
   std::uint32_t capacity = 4;
-  while (capacity < 4096 && std::size_t{capacity} * 2 <= cells) capacity *= 2;
+  while (capacity < 1024 && std::size_t{capacity} * 2 <= cells) capacity *= 2;
   return capacity;
 }
 
@@ -149,10 +158,10 @@ class ShmbusPath {
   std::string name_;
   bool created_ = false;
   std::uint32_t record_bytes_ = 0;
-  std::optional<Bus> bus_;        // parent
+  std::optional<Bus> bus_;          // parent
   std::optional<Service> service_;  // parent
-  std::optional<Bus> child_bus_;  // child
-  std::optional<Server> server_;  // child
+  std::optional<Bus> child_bus_;    // child
+  std::optional<Server> server_;    // child
 };
 
 // (a) copy: the payload's bytes go through the ring.
@@ -188,9 +197,90 @@ class ShmbusCopy : public ShmbusPath {
   void describe(peers::TransportFacts& facts) const {
     facts["ring_cells"] = share_capacity(spec_.bytes, spec_.stream);
   }
+  [[nodiscard]] std::int64_t warmup_messages() const {
+    return 2 * std::int64_t{share_capacity(spec_.bytes, spec_.stream)};
+  }
 
  private:
   std::vector<std::byte> buffer_;
+};
+
+// (b) loan: the sender loans a block (Bus::loan, the smallest class that
+// fits), writes word 0 in place — the rest of the payload was written in the
+// block beforehand, as a producer writes its data where it will be sent — and
+// casts it: the ring carries a 32-byte ref, the server's Request::payload()
+// is the block. Blocks are reused, never faulted in while timed: open() loans
+// every block of the class, writes the pattern into it and gives it back; the
+// child maps every page of them for reading before it says it is ready.
+class ShmbusLoan : public ShmbusPath {
+ public:
+  static constexpr const char* kName = "loan";
+  using ShmbusPath::ShmbusPath;
+
+  [[nodiscard]] std::string open() {
+    record_bytes_ = kRefRecordBytes;
+    if (auto why = open_bus(kRefRecordBytes); !why.empty()) return why;
+    return touch_blocks(*bus_, /*write=*/true);
+  }
+  [[nodiscard]] std::string become_receiver() {
+    if (auto why = attach_server(); !why.empty()) return why;
+    return touch_blocks(*child_bus_, /*write=*/false);
+  }
+  [[nodiscard]] std::string become_sender() { return {}; }
+
+  [[nodiscard]] bool send(std::uint64_t seq, peers::PeerDeadline deadline) noexcept {
+    // Streams wait (spinning) for a block the receiver has not given back yet.
+    auto loan = bus_->loan(spec_.bytes, {.deadline = deadline, .mode = WaitMode::busy_poll});
+    if (!loan) return false;
+    std::memcpy(loan->bytes().data(), &seq, sizeof(seq));
+    if (!loan->set_payload(0, spec_.bytes)) return false;
+    return service_->cast(std::move(*loan), cast_options(deadline)).has_value();
+  }
+
+  template <class OnMessage>
+  [[nodiscard]] bool receive(peers::PeerDeadline deadline, OnMessage&& on_message) {
+    auto on_request = [&](std::span<const std::byte> payload) {
+      on_message(word0(payload), payload);
+    };
+    return serve_one(deadline, on_request);
+  }
+
+  void describe(peers::TransportFacts& facts) const {
+    facts["blocks"] = static_cast<double>(blocks_);
+    facts["block_bytes"] = static_cast<double>(block_bytes_);
+  }
+
+ private:
+  static constexpr std::uint32_t kRefRecordBytes = 64;  // a loan's record is a 32-byte ref
+
+  // Loans every block that can serve the payload size — its class, and the
+  // larger classes the pool falls back to when that one is used up (a stream
+  // gets there) — until the pool refuses; touches the payload part of each
+  // (writing the pattern, or reading every page) and gives them all back.
+  [[nodiscard]] std::string touch_blocks(Bus& bus, bool write) {
+    std::vector<Loan> held;
+    for (;;) {
+      auto loan = bus.loan(spec_.bytes);
+      if (!loan) {
+        if (loan.error() == Errc::pool_exhausted && !held.empty()) break;
+        return std::string("cannot loan a block: ") + std::string(to_string(loan.error()));
+      }
+      const auto payload = loan->bytes().first(spec_.bytes);
+      if (write) {
+        fill_pattern(payload);
+      } else {
+        std::uint64_t x = pretouch_read(payload);
+        benchmark::DoNotOptimize(x);
+      }
+      held.push_back(std::move(*loan));
+    }
+    blocks_ = held.size();
+    block_bytes_ = held.front().bytes().size();  // the first: the class that serves the size
+    return {};
+  }
+
+  std::size_t blocks_ = 0;
+  std::size_t block_bytes_ = 0;
 };
 
 }  // namespace shmbus::bench
