@@ -16,8 +16,8 @@
 #include <cerrno>
 #include <cstddef>
 #include <cstdint>
-#include <span>
 #include <cstdlib>
+#include <span>
 #include <string>
 
 namespace shmbus::bench::peers {
@@ -62,7 +62,9 @@ enum class PeerWait : std::uint8_t { busy_poll, park };
     if (n > 0) {
       done += static_cast<std::size_t>(n);
     } else if (n < 0 && errno == EAGAIN) {
-      struct pollfd p{.fd = fd, .events = POLLIN, .revents = 0};
+      struct pollfd p {
+        .fd = fd, .events = POLLIN, .revents = 0
+      };
       while (::poll(&p, 1, 0) == 0) {
       }
     } else if (n < 0 && errno == EINTR) {

@@ -44,7 +44,7 @@ using PeerDeadline = PeerClock::time_point;
 struct TransportSpec {
   std::size_t bytes = 64;  // payload size, a multiple of 8, >= 64
   PeerWait wait = PeerWait::busy_poll;
-  bool stream = false;     // many messages in flight (throughput), not one at a time
+  bool stream = false;  // many messages in flight (throughput), not one at a time
 };
 
 // Extra facts a transport reports as Google Benchmark counters (buffer sizes…).
