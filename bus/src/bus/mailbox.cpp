@@ -10,6 +10,7 @@
 #include "ring/ring.hpp"
 #include "shmbus/detail/atomic.hpp"
 #include "shmbus/detail/enforce.hpp"
+#include "shmbus/detail/test_hook.hpp"
 #include "wait/futex.hpp"
 
 namespace shmbus {
@@ -176,6 +177,7 @@ void Receiver::finish(std::uint64_t position, std::uint32_t loan_block,
   // After the release (layout/blobs.hpp): killed in between, the reaper
   // finds the record gone and frees the block.
   if (loan_control != 0) {
+    SHMBUS_TEST_HOOK(receiver_before_loan_free);
     if (auto pool = core_->blobs()) (*pool)->release_word(loan_block, loan_control);
   }
 }
