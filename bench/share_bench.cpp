@@ -53,6 +53,7 @@
 #include "support/percentiles.hpp"
 #include "support/scale.hpp"
 #include "support/shmbus_paths.hpp"
+#include "support/state_path.hpp"
 #include "support/sweep.hpp"
 
 namespace shmbus::bench {
@@ -81,6 +82,8 @@ void time_per_call(benchmark::State& state, std::size_t bytes, std::int64_t per_
   report_latency(state, samples);
 }
 
+constexpr std::int64_t kGetsPerSample = 1000;
+
 [[nodiscard]] std::int64_t calls_per_sample(std::size_t bytes) {
   return static_cast<std::int64_t>(std::clamp<std::size_t>((64u << 10) / bytes, 1, 1000));
 }
@@ -106,6 +109,42 @@ void read_floor(benchmark::State& state, std::size_t bytes) {
   });
 }
 
+// state.get(key) of a value of `bytes`, in batches of 1,000 gets (one clock
+// read costs tens of ns here): ns per get. Each get pins the version and its
+// view unpins it when it goes, as a reader's get-use-drop does.
+void state_get(benchmark::State& state, std::size_t bytes) {
+  if (!pin_to_cpu(kParentCpu)) return state.SkipWithError("cannot pin to CPU 0");
+  const std::string name = unique_bus_name();
+  CreateOptions options;
+  options.label = "bench-state-get";
+  options.max_processes = 8;
+  options.max_in_flight = 4;
+  options.state_capacity = kShareStateCapacity;
+  auto bus = Bus::create(name, options);
+  if (!bus) return state.SkipWithError(bus.error().message().c_str());
+  struct Remove {
+    std::string name;
+    ~Remove() { (void)Bus::remove(name); }
+  } remove{name};
+  {
+    auto writer = bus->state(StateAccess::read_write);
+    if (!writer) return state.SkipWithError(writer.error().message().c_str());
+    auto put = writer->begin_put("value", bytes);
+    if (!put) return state.SkipWithError(put.error().message().c_str());
+    fill_pattern(put->bytes());
+    if (auto ref = put->publish(); !ref) return state.SkipWithError(ref.error().message().c_str());
+  }
+  auto reader = bus->state(StateAccess::read_only);
+  if (!reader) return state.SkipWithError(reader.error().message().c_str());
+  bool all_found = true;
+  time_per_call(state, bytes, kGetsPerSample, [&] {
+    auto view = reader->get("value");
+    all_found = all_found && view.has_value() && view->bytes().size() == bytes;
+    if (view) benchmark::DoNotOptimize(view->bytes().data());
+  });
+  if (!all_found) state.SkipWithError("a get failed or returned another size");
+}
+
 void register_floors(std::uint64_t max_bytes) {
   for (const std::size_t bytes : kSizes) {
     if (bytes > max_bytes) continue;
@@ -127,6 +166,17 @@ void register_floors(std::uint64_t max_bytes) {
   }
 }
 
+void register_state_get(std::uint64_t max_bytes) {
+  for (const std::size_t bytes : kSizes) {
+    if (bytes > max_bytes) continue;
+    benchmark::RegisterBenchmark(("BM_StateGet/bytes:" + std::to_string(bytes)).c_str(),
+                                 [bytes](benchmark::State& s) { state_get(s, bytes); })
+        ->UseManualTime()
+        ->Iterations(scaled(2000))
+        ->Unit(benchmark::kNanosecond);
+  }
+}
+
 }  // namespace
 }  // namespace shmbus::bench
 
@@ -134,8 +184,10 @@ int main(int argc, char** argv) {
   using namespace shmbus::bench;
   const std::uint64_t max_bytes = max_payload_bytes();
   register_floors(max_bytes);
+  register_state_get(max_bytes);
   register_sweep<ShmbusCopy>({.copies = 1}, max_bytes);
   register_sweep<ShmbusLoan>({.copies = 0}, max_bytes);
+  register_sweep<ShmbusState>({.copies = 0}, max_bytes);
   register_sweep<peers::UdsPeer>({.copies = 2}, max_bytes);
   register_sweep<peers::PipePeer>({.copies = 2}, max_bytes);
   benchmark::Initialize(&argc, argv);

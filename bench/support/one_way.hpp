@@ -167,8 +167,6 @@ int serve_stream(Transport& transport, OneWayShared& shared, Read read) {
 
 // ---- the parent ---------------------------------------------------------------------------
 
-// The parent's side of one benchmark: pins, opens the transport, forks the
-// child, makes the parent the sender. nullopt (after SkipWithError) on failure.
 // Untimed messages before the measured ones: `wanted`, or more when the
 // transport asks for more (warmup_messages(): e.g. enough to write every ring
 // cell twice, so no cell is faulted in for the first time while timed).
@@ -180,10 +178,12 @@ template <class Transport>
   return wanted;
 }
 
+// The parent's side of one benchmark: pins, opens the transport, forks the
+// child, makes the parent the sender. On failure `error` says why.
 template <class Transport>
 class TwoEnds {
  public:
-  TwoEnds(benchmark::State& state, const TransportSpec& spec, Read read) : transport(spec) {
+  TwoEnds(const TransportSpec& spec, Read read) : transport(spec) {
     if (!pin_to_cpu(kParentCpu)) {
       error = "cannot pin the parent to CPU 0";
       return;
@@ -205,7 +205,6 @@ class TwoEnds {
       error = why;
       return;
     }
-    (void)state;
   }
 
   Transport transport;
@@ -249,7 +248,7 @@ inline void report_spec(benchmark::State& state, const TransportSpec& spec, Read
 template <class Transport>
 void run_latency(benchmark::State& state, const TransportSpec& spec, Read read, int warmup) {
   const bool parked = spec.wait == PeerWait::park;
-  TwoEnds<Transport> ends(state, spec, read);
+  TwoEnds<Transport> ends(spec, read);
   if (!ends.error.empty()) return state.SkipWithError(ends.error.c_str());
   OneWayShared& shared = *ends.shared;
   ChildProcess& child = *ends.child;
@@ -346,7 +345,7 @@ void run_latency(benchmark::State& state, const TransportSpec& spec, Read read, 
 // the transport asks: warmup_for).
 template <class Transport>
 void run_stream(benchmark::State& state, const TransportSpec& spec, Read read, std::int64_t batch) {
-  TwoEnds<Transport> ends(state, spec, read);
+  TwoEnds<Transport> ends(spec, read);
   if (!ends.error.empty()) return state.SkipWithError(ends.error.c_str());
   OneWayShared& shared = *ends.shared;
   ChildProcess& child = *ends.child;
