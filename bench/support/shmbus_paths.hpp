@@ -210,8 +210,9 @@ class ShmbusCopy : public ShmbusPath {
 // block beforehand, as a producer writes its data where it will be sent — and
 // casts it: the ring carries a 32-byte ref, the server's Request::payload()
 // is the block. Blocks are reused, never faulted in while timed: open() loans
-// every block of the class, writes the pattern into it and gives it back; the
-// child maps every page of them for reading before it says it is ready.
+// every block that can serve the size, writes the pattern into it and gives it
+// back; the child maps every page of them for reading before it says it is
+// ready (touch_blocks).
 class ShmbusLoan : public ShmbusPath {
  public:
   static constexpr const char* kName = "loan";
