@@ -90,7 +90,7 @@ void plant_header(Fuzz& fuzz, std::vector<std::byte>& bytes, layout::SegmentKind
 // The ProcessTableHeader words the attach path reads (bus/src/bus/control.cpp).
 struct TableWords {
   std::uint32_t capacity = 0, calls_per_process = 0, max_reply = 0, call_stride = 0;
-  std::uint64_t registry_offset = 0, calls_offset = 0, doorbells_offset = 0;
+  std::uint64_t registry_offset = 0, calls_offset = 0, doorbells_offset = 0, pins_offset = 0;
 };
 
 constexpr std::size_t kTableAt = sizeof(SegmentHeader);
@@ -110,6 +110,7 @@ TableWords read_table(const std::vector<std::byte>& bytes) {
       read_at<std::uint64_t>(bytes, kTableAt + offsetof(ProcessTableHeader, calls_offset));
   t.doorbells_offset =
       read_at<std::uint64_t>(bytes, kTableAt + offsetof(ProcessTableHeader, doorbells_offset));
+  t.pins_offset = read_at<std::uint64_t>(bytes, kTableAt + offsetof(ProcessTableHeader, pins_offset));
   return t;
 }
 
@@ -122,6 +123,7 @@ void write_table(std::vector<std::byte>& bytes, const TableWords& t) {
   write_at(bytes, kTableAt + offsetof(ProcessTableHeader, registry_offset), t.registry_offset);
   write_at(bytes, kTableAt + offsetof(ProcessTableHeader, calls_offset), t.calls_offset);
   write_at(bytes, kTableAt + offsetof(ProcessTableHeader, doorbells_offset), t.doorbells_offset);
+  write_at(bytes, kTableAt + offsetof(ProcessTableHeader, pins_offset), t.pins_offset);
 }
 
 // What Bus::attach must answer for these bytes (nullopt: it attaches).
@@ -155,7 +157,8 @@ std::optional<Errc> expected_attach(const std::vector<std::byte>& bytes) {
   }
   const auto l = layout::control_layout(t.capacity, t.calls_per_process, t.max_reply);
   if (t.registry_offset != l.registry_offset || t.calls_offset != l.calls_offset ||
-      t.doorbells_offset != l.doorbells_offset || t.call_stride != l.call_stride) {
+      t.doorbells_offset != l.doorbells_offset || t.pins_offset != l.pins_offset ||
+      t.call_stride != l.call_stride) {
     return Errc::not_a_segment;
   }
   if (bytes.size() < l.total_size) return Errc::size_too_small;
@@ -180,13 +183,13 @@ std::vector<std::byte> random_bytes(Fuzz& fuzz, std::size_t n) {
 TableWords creator_table(std::uint32_t processes, std::uint32_t calls, std::uint32_t max_reply) {
   const auto l = layout::control_layout(processes, calls, max_reply);
   return {processes,         calls,          max_reply,          l.call_stride,
-          l.registry_offset, l.calls_offset, l.doorbells_offset};
+          l.registry_offset, l.calls_offset, l.doorbells_offset, l.pins_offset};
 }
 
 // One word of a creator's table made wrong (or, by luck, still right: a
 // capacity one higher often lands on the same rounded offsets).
 void mutate_table(Fuzz& fuzz, TableWords& t) {
-  switch (fuzz.in(0, 6)) {
+  switch (fuzz.in(0, 7)) {
     case 0:
       t.capacity = fuzz.chance(2) ? fuzz.pick<std::uint32_t>({0, t.capacity + 1, t.capacity - 1,
                                                               layout::kMaxProcesses,
@@ -218,9 +221,13 @@ void mutate_table(Fuzz& fuzz, TableWords& t) {
       t.calls_offset = fuzz.pick<std::uint64_t>(
           {0, t.calls_offset + 128, t.registry_offset, t.calls_offset - 1, fuzz.next()});
       break;
-    default:
+    case 6:
       t.doorbells_offset = fuzz.pick<std::uint64_t>(
           {0, t.doorbells_offset + 128, t.calls_offset, t.doorbells_offset - 64, fuzz.next()});
+      break;
+    default:
+      t.pins_offset = fuzz.pick<std::uint64_t>(
+          {0, t.pins_offset + 128, t.doorbells_offset, t.calls_offset, fuzz.next()});
       break;
   }
 }
