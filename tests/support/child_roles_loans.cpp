@@ -1,5 +1,6 @@
 // Roles of the loan tests: servers that read loaned casts in place, senders
-// that loan blocks of many sizes and cast them.
+// that loan blocks of many sizes and cast them, and a sender of one loan
+// (loan_one) for the kill points of the loan path.
 #include <signal.h>
 #include <unistd.h>
 
@@ -12,6 +13,7 @@
 
 #include "shmbus/server.hpp"
 #include "support/child_roles.hpp"
+#include "support/loan_pattern.hpp"
 
 namespace shmbus::test {
 
@@ -37,6 +39,7 @@ Bus attach_or_die(const ChildArgs& args, const char* label) {
 ServiceOptions loan_options(const ChildArgs& args) {
   ServiceOptions options;
   options.mailbox_capacity = static_cast<std::uint32_t>(arg_number(args, "capacity", 256));
+  options.max_deliveries = static_cast<std::uint32_t>(arg_number(args, "max-deliveries", 3));
   return options;
 }
 
@@ -73,7 +76,7 @@ struct LoanReader : Handler {
   }
 };
 
-// --service NAME: serves loaned casts until SIGTERM, printing "got <id>" for
+// --service NAME [--capacity N] [--max-deliveries N]: serves loaned casts until SIGTERM, printing "got <id>" for
 // each; then "torn N" and "done N".
 int role_loan_server(const ChildArgs& args) {
   Bus bus = attach_or_die(args, "loan-server");
@@ -129,11 +132,39 @@ int role_loan_sender(const ChildArgs& args) {
   return 0;
 }
 
+// --id I --size S [--hold 1]: one loan of S bytes (loan_pattern.hpp's
+// payload of id I), cast once: "loaned <block>", then "sent <id>", "done 1".
+// With --hold 1 it never casts: "holding <block>", then it blocks until killed.
+// Kill points of the send (--stop-at loan_before_commit, ring_after_claim)
+// stop it midway.
+int role_loan_one(const ChildArgs& args) {
+  Bus bus = attach_or_die(args, "loan-one");
+  auto service = bus.service(arg_text(args, "service", "blobs"));
+  if (!service) die(service.error().message());
+  const auto id = static_cast<std::uint64_t>(arg_number(args, "id", 1));
+  const auto size = static_cast<std::size_t>(arg_number(args, "size", 1000));
+  say("ready");
+  auto loan = bus.loan(size, {.deadline = deadline_in(10s)});
+  if (!loan) die("loan of " + std::to_string(size) + ": " + to_string(loan.error()));
+  fill_loan_payload(loan->payload(), id);
+  if (arg_number(args, "hold", 0) != 0) {
+    say("holding " + std::to_string(loan->block()));
+    for (;;) ::pause();
+  }
+  say("loaned " + std::to_string(loan->block()));
+  auto accepted = service->cast(std::move(*loan), {.deadline = deadline_in(10s)});
+  if (!accepted) die("cast: " + std::string(to_string(accepted.error())));
+  say("sent " + std::to_string(id));
+  say("done 1");
+  return 0;
+}
+
 }  // namespace
 
 int run_loan_role(const std::string& role, const ChildArgs& args) {
   if (role == "loan_server") return role_loan_server(args);
   if (role == "loan_sender") return role_loan_sender(args);
+  if (role == "loan_one") return role_loan_one(args);
   return -1;
 }
 
