@@ -69,7 +69,17 @@ Geometry geometry_of(Mailbox& mailbox, const MailboxOptions& options) {
   return {base + layout::kRingCellsOffset, stride, options.capacity, options.max_record};
 }
 
+// A planted cell flagged as a loan names no block that is in a record here:
+// it must come out empty with a typed ref_error, never as bytes.
 ::testing::AssertionResult payload_inside_its_cell(const Geometry& g, const Delivery& delivery) {
+  if (delivery.info().loaned) {
+    const Errc e = delivery.info().ref_error;
+    if (delivery.payload().empty() && (e == Errc::bad_ref || e == Errc::stale_ref)) {
+      return ::testing::AssertionSuccess();
+    }
+    return ::testing::AssertionFailure() << "forged loan at position " << delivery.info().position
+                                         << " resolved to " << delivery.payload().size() << " bytes";
+  }
   const std::uint64_t index = delivery.info().position & (g.capacity - 1);
   const std::byte* cell = g.cells + index * g.stride;
   const std::byte* data = delivery.payload().data();
@@ -226,13 +236,7 @@ TEST(CellFuzz, PlantedCellStatesAreDeliveredSkippedOrCountedExactlyAsModelled) {
           ASSERT_EQ(delivery.error(), Errc::empty);
           break;
         }
-        if (delivery->info().loaned) {
-          ASSERT_TRUE(delivery->payload().empty());
-          ASSERT_TRUE(delivery->info().ref_error == Errc::bad_ref ||
-                      delivery->info().ref_error == Errc::stale_ref);
-        } else {
-          ASSERT_TRUE(payload_inside_its_cell(geometry, *delivery));
-        }
+        ASSERT_TRUE(payload_inside_its_cell(geometry, *delivery));
         const auto payload = delivery->payload();
         got.push_back({delivery->info().position, {payload.begin(), payload.end()}});
         ASSERT_LE(got.size(), options.capacity) << "more deliveries than cells";
@@ -342,12 +346,7 @@ TEST(CellFuzz, RandomCellHeadersHintsAndConsumerEntriesNeverBreakTheReceiver) {
             continue;
           }
           ++deliveries;
-          if (delivery->info().loaned) {  // a forged loan ref never resolves here
-            ASSERT_TRUE(delivery->payload().empty());
-            ASSERT_NE(delivery->info().ref_error, Errc{});
-          } else {
-            ASSERT_TRUE(payload_inside_its_cell(geometry, *delivery));
-          }
+          ASSERT_TRUE(payload_inside_its_cell(geometry, *delivery));
           if (fuzz.chance(2)) {  // random payloads through the verifier too
             auto email = delivery->read<examples::mailer::SendEmail>("MAIL", scratch);
             if (!email) {
