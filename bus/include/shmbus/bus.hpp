@@ -69,10 +69,12 @@ class Bus {
  public:
   // Bus::create()
   //
-  // Creates the control segment exclusively (mode `options.mode`) and attaches
-  // this process. The segment holds the process table, the service registry
-  // and max_processes × max_in_flight call slots of 64 + max_reply bytes, all
-  // reserved in /dev/shm at once (18 MiB with the defaults). Fails with bad_name,
+  // Creates the bus's segments exclusively (mode `options.mode`) and attaches
+  // this process: the state segment (state_capacity bytes of values), the
+  // blob pool (blob_classes), then the control segment — the process table,
+  // the service registry and max_processes × max_in_flight call slots of
+  // 64 + max_reply bytes. All are reserved in /dev/shm at once (36 MiB with
+  // the defaults), so a full /dev/shm fails here, never later. Fails with bad_name,
   // bad_options, bus_exists (the detail
   // names `shmbus gc` when the existing bus was abandoned by a dead creator),
   // permission_denied, too_many_processes or system_error.
@@ -125,9 +127,11 @@ class Bus {
   // Bus::reclaim_dead()
   //
   // Frees the slots of dead processes and recycles their call slots (unread
-  // replies count as late_replies and caller_gone); returns how many slots
-  // this call freed (of two processes reclaiming one dead slot at once,
-  // exactly one counts it).
+  // replies count as late_replies and caller_gone), releases their state
+  // pins, and gives back blob-pool blocks held by dead processes or by
+  // records already consumed or skipped (loan.hpp); returns how many process
+  // slots this call freed (of two processes reclaiming one dead slot at
+  // once, exactly one counts it).
   std::uint32_t reclaim_dead() noexcept;
 
   // Bus::create_mailbox()

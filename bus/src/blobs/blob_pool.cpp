@@ -281,6 +281,9 @@ bool BlobPool::record_still_holds(BusCore& core, std::uint64_t location) noexcep
   }
 }
 
+// A service's mailboxes live as long as the bus (the registry never unlinks
+// them, and '~' names cannot be removed through Bus::remove_mailbox), so a
+// mapping, once made, stays the right one.
 Mailbox* BlobPool::service_mailbox(BusCore& core, std::uint32_t service, std::uint32_t mailbox) {
   const std::uint32_t key = service << 8 | mailbox;
   std::lock_guard lock(mailboxes_mutex_);
