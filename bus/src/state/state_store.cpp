@@ -4,6 +4,7 @@
 #include "state/state_store.hpp"
 
 #include <cstring>
+#include <thread>
 
 #include "bus/bus_core.hpp"
 #include "shmbus/detail/atomic.hpp"
@@ -120,9 +121,11 @@ Expected<Pinned> StateStore::resolve(std::uint64_t handle) noexcept {
   if (!cell) return tl::unexpected(cell.error());
   pins_->pin(*cell, handle);
   std::span<const std::byte> bytes;
-  // A writer scanning pins right now holds the slot `reclaiming` for a
-  // moment; once it is back to retired our pin protects it.
-  for (int tries = 0; tries < 4096; ++tries) {
+  // A writer scanning pins right now holds the slot `reclaiming` for one
+  // scan; once it is back to retired our pin protects it. Bounded: a writer
+  // killed mid-scan leaves it reclaiming until the next writer repairs it.
+  for (int tries = 0; tries < (1 << 20); ++tries) {
+    if (tries >= 64) std::this_thread::yield();  // rare: only while a scan runs
     if (holds(handle, bytes)) return Pinned{*cell, handle, &slot(layout::handle_slot(handle)), bytes};
     const std::uint64_t control = load_seq_cst(slot(layout::handle_slot(handle)).control);
     if (layout::version_of(control) != version ||
