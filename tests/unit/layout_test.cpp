@@ -65,6 +65,8 @@ TEST(Layout, CallSlotMatchesItsDiagram) {
   EXPECT_EQ(offsetof(CallSlotHeader, waiters), 16u);
   EXPECT_EQ(offsetof(CallSlotHeader, length), 20u);
   EXPECT_EQ(offsetof(CallSlotHeader, service), 24u);
+  EXPECT_EQ(offsetof(CallSlotHeader, reply_flags), 28u);
+  EXPECT_EQ(offsetof(CallSlotHeader, reply_loan), 32u);
   EXPECT_EQ(kMaxCallsPerProcess, 4096u);
   EXPECT_EQ(kMaxReplyBytes, 1u << 20);
   EXPECT_EQ(sizeof(ProcessDoorbell), 64u);

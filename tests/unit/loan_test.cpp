@@ -276,3 +276,71 @@ TEST(Loan, TheReaperFreesABlockWhoseRecordWasConsumedWithoutFreeingIt) {
 
 }  // namespace
 }  // namespace shmbus
+
+namespace shmbus {
+namespace {
+
+// Replies with a loan of `size` bytes filled with `fill`; optionally waits
+// for a gate first (to make its caller give up).
+struct LoanReplier : Handler {
+  Bus& bus;
+  std::size_t size;
+  std::atomic<bool>* gate = nullptr;
+  std::atomic<bool> entered{false};
+  const std::byte* written = nullptr;
+  explicit LoanReplier(Bus& b, std::size_t s) : bus(b), size(s) {}
+  void handle_call(const Request&, ReplyWriter& reply) override {
+    entered = true;
+    if (gate != nullptr) (void)test::wait_until(10s, [&] { return gate->load(); });
+    auto loan = bus.loan(size, {.deadline = deadline_in(5s)});
+    if (!loan) return;
+    std::memset(loan->bytes().data(), 0x3c, size);
+    written = loan->payload().data();
+    reply.assign(std::move(*loan));
+  }
+  void handle_cast(const Request&) override {}
+};
+
+TEST(LoanReply, AReplyLargerThanTheCallSlotComesBackAsALoanReadInPlace) {
+  auto bus = test::ScopedBus::create(small_pool());
+  auto server = Server::start(bus.bus(), "render", {});
+  ASSERT_TRUE(server) << server.error().message();
+  LoanReplier handler(bus.bus(), 60000);  // the call slot holds 1024 bytes
+  std::thread serving([&] { (void)server->serve_one(handler, deadline_in(10s)); });
+  auto service = bus->service("render").value();
+  const std::uint64_t request = 1;
+  {
+    auto reply = service.call(std::as_bytes(std::span(&request, 1)), {.deadline = deadline_in(10s)});
+    serving.join();
+    ASSERT_TRUE(reply) << to_string(reply.error());
+    EXPECT_TRUE(reply->loaned());
+    ASSERT_EQ(reply->payload().size(), 60000u);
+    EXPECT_EQ(reply->payload().data(), handler.written) << "the caller reads the server's block";
+    EXPECT_EQ(static_cast<std::uint8_t>(reply->payload()[59999]), 0x3c);
+    EXPECT_EQ(bus->blob_pool().value()[1].in_flight, 1u) << "the reply holds its block";
+  }
+  EXPECT_EQ(free_blocks(bus.bus()), 4u) << "destroying the Reply gives the block back";
+}
+
+TEST(LoanReply, ALoanedReplyToACallerThatGaveUpGoesBackToThePool) {
+  auto bus = test::ScopedBus::create(small_pool());
+  auto server = Server::start(bus.bus(), "render", {});
+  ASSERT_TRUE(server) << server.error().message();
+  std::atomic<bool> gate{false};
+  LoanReplier handler(bus.bus(), 100);
+  handler.gate = &gate;
+  std::thread serving([&] { (void)server->serve_one(handler, deadline_in(10s)); });
+  auto service = bus->service("render").value();
+  const std::uint64_t request = 1;
+  auto pending = service.send_request(std::as_bytes(std::span(&request, 1)), {.deadline = deadline_in(10s)});
+  ASSERT_TRUE(pending);
+  ASSERT_TRUE(test::wait_until(5s, [&] { return handler.entered.load(); }));
+  EXPECT_EQ(pending->cancel().error(), Errc::timeout_in_progress);
+  gate = true;
+  serving.join();
+  EXPECT_EQ(server->counters().late_replies, 1u);
+  EXPECT_EQ(free_blocks(bus.bus()), 4u) << "the late reply's block was freed by its server";
+}
+
+}  // namespace
+}  // namespace shmbus

@@ -69,8 +69,9 @@ struct CastOptions {
   std::optional<std::uint64_t> key{};  // as CallOptions::key
 };
 
-// A reply, read in place from the caller's call slot, which it holds until
-// it is destroyed. Move-only.
+// A reply, read in place from the caller's call slot (or, for a loaned
+// reply, from the blob pool block the server wrote), which it holds until it
+// is destroyed. Move-only.
 class Reply {
  public:
   Reply(Reply&& other) noexcept;
@@ -78,6 +79,8 @@ class Reply {
   ~Reply();
 
   [[nodiscard]] std::span<const std::byte> payload() const noexcept { return payload_; }
+  // Whether the server replied with a loan (ReplyWriter::assign(Loan&&)).
+  [[nodiscard]] bool loaned() const noexcept { return loan_control_ != 0; }
 
   // Copies the reply into `scratch` and verifies it (unless the bus is
   // trusted). Fails with bad_message.
@@ -90,12 +93,17 @@ class Reply {
  private:
   friend class PendingCall;
   Reply(std::shared_ptr<detail::ServiceLink> link, std::uint32_t index, std::uint64_t generation,
-        std::span<const std::byte> payload) noexcept;
+        std::span<const std::byte> payload, std::uint32_t loan_block = 0,
+        std::uint64_t loan_control = 0) noexcept;
+  // Frees the call slot, then the reply's block (layout/blobs.hpp order).
+  void release() noexcept;
   std::shared_ptr<detail::ServiceLink> link_;
   std::uint32_t index_ = 0;
   std::uint64_t generation_ = 0;
   std::span<const std::byte> payload_;
   bool trusted_ = false;
+  std::uint32_t loan_block_ = 0;
+  std::uint64_t loan_control_ = 0;  // the block's word when resolved; 0: not a loan
 };
 
 // A call in flight. Destroying it before an outcome cancels it (as cancel()).
@@ -132,6 +140,7 @@ class PendingCall {
   // undecided call away; `check_taker` asks the kernel whether its server lives.
   Expected<Reply> step(bool give_up, bool check_taker) noexcept;
   Expected<Reply> collect_reply() noexcept;
+  Expected<Reply> collect_loaned_reply() noexcept;
   // CASes our slot word from `control` to `to`; false (and `control` updated)
   // when a server changed it first.
   bool leave_slot(std::uint64_t& control, std::uint64_t to) noexcept;

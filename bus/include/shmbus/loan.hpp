@@ -62,7 +62,10 @@ struct BlobClassInfo {
   std::uint32_t loaned = 0;      // held by a process (being written, or kept)
   std::uint32_t in_flight = 0;   // held by a record or a reply not yet consumed
   std::uint64_t exhausted = 0;   // loans refused or waited for: pool_exhausted
-  std::uint64_t reclaimed = 0;   // blocks freed by a reaper (dead holder, orphaned record)
+  // Blocks freed by a reaper: held by a dead process, or by a record already
+  // consumed or skipped whose receiver had not freed it yet (dead, or just
+  // preempted between the two steps: not by itself a sign of a crash).
+  std::uint64_t reclaimed = 0;
 };
 
 struct LoanOptions {

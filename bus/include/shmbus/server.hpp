@@ -75,12 +75,18 @@ class ReplyWriter {
   // Copies `bytes` in and commits them. Fails with record_too_large (and the
   // caller then gets record_too_large).
   Expected<void> assign(std::span<const std::byte> bytes) noexcept;
+  // Replies with a loan (loan.hpp), read in place by the caller: for replies
+  // larger than the bus's max_reply. Replaces an earlier reply. The block is
+  // the caller's once the reply is delivered; if the caller gave up or died,
+  // it goes back to the pool.
+  void assign(Loan&& loan) noexcept { loan_.emplace(std::move(loan)); }
 
  private:
   friend class Server;
   explicit ReplyWriter(std::span<std::byte> area) noexcept : area_(area) {}
   std::span<std::byte> area_;
   std::size_t length_ = 0;
+  std::optional<Loan> loan_;
 };
 
 class Handler {
@@ -140,7 +146,12 @@ class Server {
   void handle_call(Handler& handler, Delivery& delivery) noexcept;
   void handle_cast(Handler& handler, Delivery& delivery) noexcept;
   void finish_call(layout::CallSlotHeader& slot, layout::ProcessDoorbell& doorbell,
-                   std::uint32_t caller, std::uint64_t generation, std::size_t length) noexcept;
+                   std::uint32_t caller, std::uint32_t index, std::uint64_t generation,
+                   ReplyWriter& writer) noexcept;
+  // Writes `loan` as the reply of the call in `slot` and hands the block to
+  // that slot; false when the block cannot be handed over.
+  bool stage_loan_reply(layout::CallSlotHeader& slot, std::uint32_t caller, std::uint32_t index,
+                        std::uint64_t generation, Loan& loan) noexcept;
   void count_skipped(const RecordInfo& info, std::uint64_t control,
                      std::uint64_t generation) noexcept;
   std::unique_ptr<State> state_;

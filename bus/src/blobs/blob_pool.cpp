@@ -177,6 +177,12 @@ bool BlobPool::send(Claim& claim, Loan& loan, std::uint64_t location, std::uint1
   return true;
 }
 
+bool BlobPool::hand_over(Loan& loan, std::uint64_t location) noexcept {
+  if (!loan.core_ || !hand_to_record(loan.index_, loan.generation_, location)) return false;
+  loan.core_.reset();
+  return true;
+}
+
 bool BlobPool::move_to_dead_letters(Mailbox& dead, const Delivery& delivery,
                                     std::uint32_t service) noexcept {
   if (delivery.loan_control_ == 0 || delivery.loan_block_ >= header_->total_blocks) return false;
@@ -192,8 +198,11 @@ bool BlobPool::move_to_dead_letters(Mailbox& dead, const Delivery& delivery,
   const std::uint64_t position = claim->position_;
   std::exchange(claim->ring_, nullptr)->commit(position, sizeof ref, layout::kRecordLoan);
   SHMBUS_TEST_HOOK(loan_dead_letter_before_move);
-  return move_record(ref.block, ref.generation,
-                     layout::record_location(service, layout::kDeadLetterMailbox, position));
+  // The letter is in the list now, whatever this move finds: it fails only
+  // when a reader of the list already consumed the copy and freed the block.
+  (void)move_record(ref.block, ref.generation,
+                    layout::record_location(service, layout::kDeadLetterMailbox, position));
+  return true;
 }
 
 bool BlobPool::move_record(std::uint32_t block, std::uint64_t generation,

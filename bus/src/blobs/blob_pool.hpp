@@ -62,10 +62,13 @@ class BlobPool {
   // claim is aborted and the loan stays ours.
   bool send(Claim& claim, Loan& loan, std::uint64_t location, std::uint16_t type,
             std::uint64_t correlation) noexcept;
+  // Hands `loan`'s block to the record at `location` (a call slot's reply)
+  // and disarms the Loan. False when the block is not ours.
+  bool hand_over(Loan& loan, std::uint64_t location) noexcept;
   // Moves a received loan cast to `dead` (service `service`'s dead-letter
   // mailbox): steps 1–3 of "dead-letter move"; the block follows the copy,
   // and the original's done() no longer frees it. False: no room (the block
-  // stays with the original, freed by its done()).
+  // stays with the original, freed by its done()). True once the copy is in.
   bool move_to_dead_letters(Mailbox& dead, const Delivery& delivery, std::uint32_t service) noexcept;
   // in_record(g, m) -> in_record(g, m + 1) at `location` (dead-letter move).
   bool move_record(std::uint32_t block, std::uint64_t generation, std::uint64_t location) noexcept;

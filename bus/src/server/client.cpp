@@ -327,7 +327,9 @@ Expected<Reply> PendingCall::collect_reply() noexcept {
   auto& slots = link_->core->call_slots();
   // The caller's acquire load of REPLIED pairs with the server's CAS:
   // length and bytes are final.
-  const std::uint32_t length = load_relaxed(slots.slot(index_).length);
+  const auto& slot = slots.slot(index_);
+  if ((slot.reply_flags & layout::kReplyLoan) != 0) return collect_loaned_reply();
+  const std::uint32_t length = load_relaxed(slot.length);
   const std::span<const std::byte> reply{slots.reply_area(index_), length};
   // The reply's type: its identifier here; its whole structure when the
   // user reads it (Reply::read verifies a private copy).
@@ -337,6 +339,23 @@ Expected<Reply> PendingCall::collect_reply() noexcept {
   finished_ = true;
   slots.mark_answered(index_);
   return Reply(link_, index_, generation_, reply);
+}
+
+Expected<Reply> PendingCall::collect_loaned_reply() noexcept {
+  auto& slots = link_->core->call_slots();
+  const layout::LoanRecord ref = slots.slot(index_).reply_loan;
+  auto pool = link_->core->blobs();
+  if (!pool) return finish(Errc::system_error, true);
+  const detail::ResolvedLoan resolved = (*pool)->resolve(ref);
+  if (resolved.error != Errc{}) return finish(resolved.error, true);
+  if (!link_->has_reply_identifier(resolved.payload)) {
+    // Freed with the slot by finish(); the block goes back at once.
+    (*pool)->release_word(ref.block, resolved.control);
+    return finish(Errc::bad_message, true);
+  }
+  finished_ = true;
+  slots.mark_answered(index_);
+  return Reply(link_, index_, generation_, resolved.payload, ref.block, resolved.control);
 }
 
 Expected<Reply> PendingCall::step(bool give_up, bool check_taker) noexcept {
@@ -419,31 +438,44 @@ Expected<Reply> PendingCall::wait() noexcept {
 // ---- Reply ----
 
 Reply::Reply(std::shared_ptr<ServiceLink> link, std::uint32_t index, std::uint64_t generation,
-             std::span<const std::byte> payload) noexcept
+             std::span<const std::byte> payload, std::uint32_t loan_block,
+             std::uint64_t loan_control) noexcept
     : link_(std::move(link)), index_(index), generation_(generation), payload_(payload),
-      trusted_(link_->trusted) {}
+      trusted_(link_->trusted), loan_block_(loan_block), loan_control_(loan_control) {}
 
 Reply::Reply(Reply&& other) noexcept
     : link_(std::move(other.link_)),
       index_(other.index_),
       generation_(other.generation_),
       payload_(std::exchange(other.payload_, {})),
-      trusted_(other.trusted_) {}
+      trusted_(other.trusted_),
+      loan_block_(other.loan_block_),
+      loan_control_(std::exchange(other.loan_control_, 0)) {}
 
 Reply& Reply::operator=(Reply&& other) noexcept {
   if (this != &other) {
-    if (link_) link_->core->call_slots().free({index_, generation_});
+    release();
     link_ = std::move(other.link_);
     index_ = other.index_;
     generation_ = other.generation_;
     payload_ = std::exchange(other.payload_, {});
     trusted_ = other.trusted_;
+    loan_block_ = other.loan_block_;
+    loan_control_ = std::exchange(other.loan_control_, 0);
   }
   return *this;
 }
 
-Reply::~Reply() {
-  if (link_) link_->core->call_slots().free({index_, generation_});
+Reply::~Reply() { release(); }
+
+void Reply::release() noexcept {
+  if (!link_) return;
+  link_->core->call_slots().free({index_, generation_});
+  // After the slot: killed in between, the reaper finds the slot no longer
+  // REPLIED with this generation and frees the block.
+  if (loan_control_ != 0) {
+    if (auto pool = link_->core->blobs()) (*pool)->release_word(loan_block_, loan_control_);
+  }
 }
 
 }  // namespace shmbus

@@ -1,5 +1,6 @@
 // server_calls.cpp — the server's side of layout/calls.hpp: take or skip a
 // call by CAS, run it, reply into the caller's slot, count what left the path.
+#include "blobs/blob_pool.hpp"
 #include "server/server_state.hpp"
 #include "shmbus/detail/test_hook.hpp"
 
@@ -59,16 +60,46 @@ void Server::handle_call(Handler& handler, Delivery& delivery) noexcept {
   SHMBUS_TEST_HOOK(server_before_reply);
   if (s.sample_latency()) record_latency(s.counters(), now_ns() - start);
   count(s.counters().calls);
-  finish_call(slot, doorbell, caller, generation, writer.length_);
+  finish_call(slot, doorbell, caller, index, generation, writer);
+}
+
+bool Server::stage_loan_reply(layout::CallSlotHeader& slot, std::uint32_t caller,
+                              std::uint32_t index, std::uint64_t generation, Loan& loan) noexcept {
+  auto pool = state_->core().blobs();
+  if (!pool) return false;
+  const auto payload = loan.payload();
+  slot.reply_loan = {loan.block(), 0, loan.generation(),
+                     static_cast<std::uint64_t>(payload.data() - loan.bytes().data()), payload.size()};
+  store_relaxed(slot.length, std::uint32_t{0});
+  slot.reply_flags = layout::kReplyLoan;
+  return (*pool)->hand_over(loan, layout::reply_location(layout::ref_slot(caller), index, generation));
 }
 
 void Server::finish_call(layout::CallSlotHeader& slot, layout::ProcessDoorbell& doorbell,
-                         std::uint32_t caller, std::uint64_t generation,
-                         std::size_t length) noexcept {
+                         std::uint32_t caller, std::uint32_t index, std::uint64_t generation,
+                         ReplyWriter& writer) noexcept {
   State& s = *state_;
   const std::uint32_t self = s.core().table().self().value;
+  const std::size_t length = writer.length_;
   std::uint64_t outcome = layout::call_control(CallState::replied, 0, generation);
-  if (length > s.core().control().max_reply()) {
+  // A loaned reply's block, given back below if nobody will read it. Kept
+  // here: once the slot is freed, a new call may write the slot's fields.
+  std::optional<layout::LoanRecord> staged;
+  auto drop_loan = [&] {
+    if (!staged) return;
+    if (auto pool = s.core().blobs()) {
+      (*pool)->release(staged->block, staged->generation, layout::BlockState::in_record);
+    }
+  };
+  if (writer.loan_) {
+    if (stage_loan_reply(slot, caller, index, generation, *writer.loan_)) {
+      staged = slot.reply_loan;
+    } else {
+      slot.reply_flags = 0;
+      outcome = layout::call_control(CallState::failed, static_cast<std::uint32_t>(Errc::bad_ref),
+                                     generation);
+    }
+  } else if (slot.reply_flags = 0; length > s.core().control().max_reply()) {
     count(s.counters().replies_too_large);
     outcome = layout::call_control(CallState::failed,
                                    static_cast<std::uint32_t>(Errc::record_too_large), generation);
@@ -91,14 +122,18 @@ void Server::finish_call(layout::CallSlotHeader& slot, layout::ProcessDoorbell& 
                                               generation + 1))) {
       count(s.counters().late_replies);
       count(s.counters().caller_gone);
+      drop_loan();
     }
     return;
   }
   // ABANDONED(g, us): the caller returned timeout_in_progress at its
   // deadline. The slot is ours until we free it; its caller's allocator waits.
   const std::uint64_t abandoned = layout::call_control(CallState::abandoned, self, generation);
-  if (control != abandoned) return;  // not ours to touch (see calls.hpp)
+  if (control != abandoned) {  // not ours to touch (see calls.hpp); a loan's block the reaper frees
+    return;
+  }
   count(s.counters().late_replies);
+  drop_loan();
   (void)compare_exchange(slot.control, control,
                          layout::call_control(CallState::free, layout::kFreedNormally,
                                               generation + 1));

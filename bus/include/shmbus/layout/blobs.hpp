@@ -59,10 +59,14 @@
 //            ref then goes stale when the second copy is consumed (or the
 //            other way round): a duplicate dead letter, typed stale_ref, never
 //            a read of a reused block.
-//   reply:   the server stores location (caller's slot), CASes owned ->
-//            in_record, then CASes the slot taken -> replied. A slot that says
-//            abandoned instead: the server frees the block. Dead in between:
-//            the slot never says replied with that generation: an orphan.
+//   reply:   1 the server writes the slot's reply_loan and kReplyLoan (calls.hpp),
+//            stores location (caller's slot), CASes owned -> in_record; 2 it
+//            CASes the slot taken -> replied. A slot that says abandoned
+//            instead (or whose caller is gone): the server frees the block.
+//            Dead in between: the slot never says replied with that
+//            generation: an orphan. The caller reads the block in place; its
+//            Reply frees the slot, then the block. Dead in between (or holding
+//            the Reply): the slot is no longer replied(g): an orphan.
 //
 // Memory ordering: the writer's payload stores precede its CAS to in_record
 // and the cell's commit CAS (seq_cst); a taker acquires the cell's control

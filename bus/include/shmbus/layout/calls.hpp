@@ -7,9 +7,12 @@
 //
 //   calls_offset + (p * calls_per_process + i) * call_stride
 //
-//   0        8            16       20       24       28         64
-//   +--------+------------+--------+--------+--------+----------+------------------+
-//   | control| deadline_ns| waiters| length | service| reserved | reply[max_reply] |
+//   0        8            16       20       24       28      32           64
+//   +--------+------------+--------+--------+--------+-------+------------+------------------+
+//   | control| deadline_ns| waiters| length | service| flags | reply_loan | reply[max_reply] |
+//
+//   flags (ReplyFlags) and reply_loan (a LoanRecord, layout/blobs.hpp): a
+//   reply too large for the slot comes back as a loan.
 //
 // A call request is a record in the service's mailbox whose `correlation`
 // names {call slot index, generation} and whose `sender` names the caller's
@@ -78,6 +81,7 @@
 #include <type_traits>
 
 #include "shmbus/layout/constants.hpp"
+#include "shmbus/layout/blobs.hpp"
 
 namespace shmbus::layout {
 
@@ -133,13 +137,21 @@ inline constexpr std::uint32_t kFreedCallerGone = 3;   // recycled after its cal
   return c & kCallGenerationMask;
 }
 
+// A reply that is a loan (layout/blobs.hpp): the taker writes `reply_loan`,
+// hands the block to this slot (its location names slot, index and call
+// generation), sets kReplyLoan, then CASes TAKEN -> REPLIED; the block is held
+// exactly while the slot says REPLIED with that generation.
+enum ReplyFlags : std::uint8_t { kReplyLoan = 1u << 0 };
+
 struct CallSlotHeader {
   std::uint64_t control;      // see above
   std::uint64_t deadline_ns;  // absolute CLOCK_MONOTONIC; written before PENDING
   std::uint32_t waiters;      // callers parked on control's low half
   std::uint32_t length;       // reply bytes, <= max_reply; written by the taker
   std::uint32_t service;      // registry index + 1 of the called service (for counting)
-  std::uint8_t reserved[36];
+  std::uint8_t reply_flags;   // ReplyFlags; written by the taker before REPLIED
+  std::uint8_t reserved[3];
+  LoanRecord reply_loan;      // the reply's block when kReplyLoan
 };
 
 // One per process slot, at doorbells_offset (control.hpp). A process that
@@ -164,6 +176,7 @@ static_assert(std::is_standard_layout_v<CallSlotHeader>);
 static_assert(sizeof(CallSlotHeader) == kCacheLine && alignof(CallSlotHeader) == 8);
 static_assert(offsetof(CallSlotHeader, control) == 0);
 static_assert(offsetof(CallSlotHeader, waiters) == 16);
+static_assert(offsetof(CallSlotHeader, reply_flags) == 28 && offsetof(CallSlotHeader, reply_loan) == 32);
 static_assert(std::is_trivially_copyable_v<ProcessDoorbell> && sizeof(ProcessDoorbell) == kCacheLine);
 static_assert(kCallGenerationShift + 36 == 64 && kCallWhoShift + 24 == kCallGenerationShift);
 static_assert(call_state(call_control(CallState::abandoned, 0xffffff, ~0ull)) ==
