@@ -14,6 +14,8 @@
 //                                 readable there; done() frees the block.
 //   loan_dead_letter_before_move  copy committed, block not moved: no block lost, and
 //                                 every dead letter read is whole or stale_ref.
+//   caller holding a loaned reply  the slot holds the block; once the caller is
+//                                 reaped, the block goes back with the slot.
 //
 // The test process is the sender where the sender does not die, and the
 // sibling server (in-process) where the payload's address can be compared
@@ -412,6 +414,39 @@ TEST(LoanFault, ServerKilledMidDeadLetterMoveLosesNoBlockAndNoDeadLetterIsGarbag
   EXPECT_EQ(letters[0].id, 12u);
   (void)bus->reclaim_dead();
   EXPECT_TRUE(all_free(bus.bus())) << pool_text(bus.bus());
+}
+
+// A caller killed while it holds a loaned reply: the reply's block is held
+// by the caller's call slot; once the caller is reaped, its slot is recycled
+// and the block goes back with it.
+TEST(LoanFault, CallerKilledHoldingALoanedReplyLosesNoBlock) {
+  auto bus = test::ScopedBus::create(loan_bus());
+  auto server = Server::start(bus.bus(), kService, loan_service());
+  ASSERT_TRUE(server) << server.error().message();
+  struct LoanReplier : Handler {
+    Bus& bus;
+    explicit LoanReplier(Bus& b) : bus(b) {}
+    void handle_call(const Request&, ReplyWriter& reply) override {
+      auto loan = bus.loan(kLarge);
+      ASSERT_TRUE(loan);
+      test::fill_loan_payload(loan->payload(), 11);
+      reply.assign(std::move(*loan));
+    }
+    void handle_cast(const Request&) override {}
+  } handler(bus.bus());
+  Child caller = Child::spawn("loan_caller", {"--bus", bus.name(), "--service", kService});
+  ASSERT_TRUE(server->serve_one(handler, deadline_in(10s)));
+  ASSERT_TRUE(test::wait_until(10s, [&] { return caller.printed("holding " + std::to_string(kLarge)); }))
+      << caller.output();
+  (void)bus->reclaim_dead();
+  EXPECT_EQ(pool(bus.bus())[1].in_flight, 1u) << "a live caller's reply keeps its block";
+  caller.kill_9();
+  (void)caller.wait();
+  EXPECT_TRUE(test::wait_until(10s, [&] {
+    (void)bus->reclaim_dead();
+    return all_free(bus.bus());
+  })) << pool_text(bus.bus());
+  EXPECT_EQ(reclaimed(bus.bus()), 1u);
 }
 
 }  // namespace

@@ -159,9 +159,24 @@ int role_loan_one(const ChildArgs& args) {
   return 0;
 }
 
+// Calls the service once and holds the (loaned) reply until killed:
+// "holding <bytes>" once the reply is in hand.
+int role_loan_caller(const ChildArgs& args) {
+  Bus bus = attach_or_die(args, "loan-caller");
+  auto service = bus.service(arg_text(args, "service", "blobs"));
+  if (!service) die(service.error().message());
+  say("ready");
+  const std::uint64_t request = 1;
+  auto reply = service->call(std::as_bytes(std::span(&request, 1)), {.deadline = deadline_in(10s)});
+  if (!reply) die("call: " + std::string(to_string(reply.error())));
+  say(std::string(reply->loaned() ? "holding " : "copied ") + std::to_string(reply->payload().size()));
+  for (;;) ::pause();
+}
+
 }  // namespace
 
 int run_loan_role(const std::string& role, const ChildArgs& args) {
+  if (role == "loan_caller") return role_loan_caller(args);
   if (role == "loan_server") return role_loan_server(args);
   if (role == "loan_sender") return role_loan_sender(args);
   if (role == "loan_one") return role_loan_one(args);
