@@ -195,6 +195,19 @@ TEST(Loan, AFlatBufferBuiltInALoanIsVerifiedInPlace) {
   EXPECT_EQ(handler.subject, "hello");
   EXPECT_EQ(handler.where, block_end) << "verified where the sender built it: no copy";
 
+  // A builder that outgrows its loan moves to the heap, and the loan refuses
+  // the buffer with a typed error instead of sending half of it.
+  {
+    auto small = bus->loan(100).value();
+    flatbuffers::FlatBufferBuilder builder(64, &small.allocator());
+    const std::string body(6000, 'x');
+    builder.Finish(mailer::CreateSendEmailDirect(builder, "a@b.c", "A", "big", body.c_str()), "MAIL");
+    EXPECT_EQ(small.set_payload(builder).error(), Errc::record_too_large);
+    flatbuffers::FlatBufferBuilder elsewhere(64);
+    elsewhere.Finish(mailer::CreateSendEmailDirect(elsewhere, "a@b.c"), "MAIL");
+    EXPECT_EQ(small.set_payload(elsewhere).error(), Errc::bad_options);
+  }
+
   // A loan that is not a SendEmail is refused by the verifier, and counted.
   auto junk = bus->loan(64).value();
   std::memset(junk.bytes().data(), 0xff, 64);

@@ -33,6 +33,7 @@
 #include <flatbuffers/flatbuffers.h>
 
 #include "shmbus/error.hpp"
+#include "shmbus/span_allocator.hpp"
 #include "shmbus/wait.hpp"
 
 namespace shmbus {
@@ -77,25 +78,6 @@ struct LoanOptions {
 
 class Loan;
 
-// A FlatBuffers allocator over one loan's block: the builder grows down from
-// the block's end, so a finished buffer ends at the block's end and starts
-// at builder.GetBufferPointer(). Asking for more than the block holds makes
-// the builder's allocation fail (FlatBuffers then aborts the build): size the
-// loan for the largest message.
-class LoanAllocator final : public flatbuffers::Allocator {
- public:
-  std::uint8_t* allocate(std::size_t size) override;
-  void deallocate(std::uint8_t* p, std::size_t size) override;
-  std::uint8_t* reallocate_downward(std::uint8_t* old_p, std::size_t old_size,
-                                    std::size_t new_size, std::size_t in_use_back,
-                                    std::size_t in_use_front) override;
-
- private:
-  friend class Loan;
-  std::span<std::byte> block_;
-  bool handed_out_ = false;
-};
-
 // A block of the blob pool held by this process. Move-only; destroying a
 // Loan that was not sent frees its block.
 class Loan {
@@ -109,13 +91,16 @@ class Loan {
   // What will be sent: `length` bytes at `offset` of the block. Out of the
   // block: bad_options, and nothing changes. Default: the size asked for.
   Expected<void> set_payload(std::size_t offset, std::size_t length) noexcept;
-  // The buffer a builder using allocator() finished (it ends at the block's end).
+  // The buffer a builder using allocator() finished (it ends at the block's
+  // end). Fails with record_too_large when the builder outgrew the block
+  // (it moved to the heap), bad_options for a buffer built elsewhere.
   Expected<void> set_payload(const flatbuffers::FlatBufferBuilder& builder) noexcept;
   [[nodiscard]] std::span<std::byte> payload() const noexcept {
     return block_.subspan(offset_, length_);
   }
-  // An allocator that builds straight into this block (one builder at a time).
-  [[nodiscard]] LoanAllocator& allocator() noexcept { return *allocator_; }
+  // An allocator that builds straight into this block (span_allocator.hpp;
+  // one builder at a time).
+  [[nodiscard]] SpanAllocator& allocator() noexcept { return *allocator_; }
 
   // False once sent or moved from.
   [[nodiscard]] bool empty() const noexcept { return core_ == nullptr; }
@@ -134,7 +119,7 @@ class Loan {
   std::span<std::byte> block_;
   std::size_t offset_ = 0;
   std::size_t length_ = 0;
-  std::unique_ptr<LoanAllocator> allocator_;
+  std::unique_ptr<SpanAllocator> allocator_;
 };
 
 }  // namespace shmbus

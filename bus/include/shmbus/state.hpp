@@ -51,6 +51,7 @@
 #include <flatbuffers/flatbuffers.h>
 
 #include "shmbus/error.hpp"
+#include "shmbus/span_allocator.hpp"
 
 namespace shmbus {
 
@@ -104,24 +105,6 @@ class StateView {
   std::span<const std::byte> bytes_;
   std::string_view key_;           // in the slot: immutable while pinned
   const char* identifier_ = nullptr;  // 4 chars in the slot, or nullptr: not verified
-};
-
-// A FlatBuffers allocator over a transaction's span: the builder grows down
-// from the span's end, so a finished buffer ends there. Growing past the
-// span falls back to the heap, and publish() then refuses the buffer
-// (record_too_large): size begin_put for the largest value.
-class StateAllocator final : public flatbuffers::Allocator {
- public:
-  std::uint8_t* allocate(std::size_t size) override;
-  void deallocate(std::uint8_t* p, std::size_t size) override;
-  std::uint8_t* reallocate_downward(std::uint8_t* old_p, std::size_t old_size,
-                                    std::size_t new_size, std::size_t in_use_back,
-                                    std::size_t in_use_front) override;
-
- private:
-  friend class PutTransaction;
-  [[nodiscard]] bool inside(const std::uint8_t* p) const noexcept;
-  std::span<std::byte> span_;
 };
 
 // A value being written in place, invisible to readers until publish().
@@ -178,7 +161,7 @@ class PutTransaction {
   std::uint32_t slot_ = 0;
   std::uint64_t handle_ = 0;  // 0 once published or aborted
   std::span<std::byte> bytes_;
-  std::unique_ptr<StateAllocator> allocator_;
+  std::unique_ptr<SpanAllocator> allocator_;
 };
 
 // What list() reports per key.

@@ -1,8 +1,7 @@
-// Loan and LoanAllocator (loan.hpp), and Bus's loan entry points.
+// Loan (loan.hpp) and Bus's loan entry points.
 #include "shmbus/loan.hpp"
 
 #include <cstring>
-#include <new>
 #include <utility>
 
 #include "blobs/blob_pool.hpp"
@@ -10,28 +9,6 @@
 #include "shmbus/bus.hpp"
 
 namespace shmbus {
-
-// ---- LoanAllocator: FlatBuffers' vector_downward writes from the end of
-// what allocate() returns, so every buffer handed out ends at the block's end.
-
-std::uint8_t* LoanAllocator::allocate(std::size_t size) {
-  if (handed_out_ || size > block_.size()) throw std::bad_alloc();  // as FlatBuffers' own allocator
-  handed_out_ = true;
-  return reinterpret_cast<std::uint8_t*>(block_.data() + block_.size() - size);
-}
-
-void LoanAllocator::deallocate(std::uint8_t*, std::size_t) { handed_out_ = false; }
-
-std::uint8_t* LoanAllocator::reallocate_downward(std::uint8_t* old_p, std::size_t old_size,
-                                                 std::size_t new_size, std::size_t in_use_back,
-                                                 std::size_t in_use_front) {
-  (void)old_size;
-  (void)in_use_back;  // both buffers end at the block's end: the back part stays put
-  if (new_size > block_.size()) throw std::bad_alloc();
-  auto* p = reinterpret_cast<std::uint8_t*>(block_.data() + block_.size() - new_size);
-  std::memmove(p, old_p, in_use_front);
-  return p;
-}
 
 // ---- Loan
 
@@ -43,9 +20,7 @@ Loan::Loan(std::shared_ptr<detail::BusCore> core, std::uint32_t index, std::uint
       block_(block),
       offset_(0),
       length_(asked),
-      allocator_(std::make_unique<LoanAllocator>()) {
-  allocator_->block_ = block;
-}
+      allocator_(std::make_unique<SpanAllocator>(block)) {}
 
 Loan::Loan(Loan&& other) noexcept
     : core_(std::move(other.core_)),
@@ -89,9 +64,11 @@ Expected<void> Loan::set_payload(std::size_t offset, std::size_t length) noexcep
 Expected<void> Loan::set_payload(const flatbuffers::FlatBufferBuilder& builder) noexcept {
   const auto* start = reinterpret_cast<const std::byte*>(builder.GetBufferPointer());
   const std::size_t size = builder.GetSize();
-  if (start < block_.data() || start + size != block_.data() + block_.size()) {
-    return tl::unexpected(Errc::bad_options);  // not built with this loan's allocator()
+  if (!allocator_->inside(start)) {
+    // Outgrown onto the heap (our allocator's own buffer), or built elsewhere.
+    return tl::unexpected(size > block_.size() ? Errc::record_too_large : Errc::bad_options);
   }
+  if (start + size != block_.data() + block_.size()) return tl::unexpected(Errc::bad_options);
   return set_payload(static_cast<std::size_t>(start - block_.data()), size);
 }
 

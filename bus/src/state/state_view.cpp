@@ -46,50 +46,17 @@ bool StateView::verified_as(const char* identifier) const noexcept {
          std::strncmp(identifier_, identifier, 4) == 0 && std::strlen(identifier) == 4;
 }
 
-// --- StateAllocator: the builder's buffer always ends at the span's end.
-
-bool StateAllocator::inside(const std::uint8_t* p) const noexcept {
-  const auto* begin = reinterpret_cast<const std::uint8_t*>(span_.data());
-  return p >= begin && p < begin + span_.size();
-}
-
-std::uint8_t* StateAllocator::allocate(std::size_t size) {
-  auto* end = reinterpret_cast<std::uint8_t*>(span_.data() + span_.size());
-  if (size <= span_.size()) return end - size;
-  return static_cast<std::uint8_t*>(std::malloc(size));  // publish() refuses it
-}
-
-void StateAllocator::deallocate(std::uint8_t* p, std::size_t) {
-  if (!inside(p)) std::free(p);
-}
-
-std::uint8_t* StateAllocator::reallocate_downward(std::uint8_t* old_p, std::size_t old_size,
-                                                  std::size_t new_size, std::size_t in_use_back,
-                                                  std::size_t in_use_front) {
-  std::uint8_t* new_p = allocate(new_size);
-  if (new_p == nullptr) return nullptr;
-  if (inside(old_p) && inside(new_p)) {
-    // Both end at the span's end: the back is already in place.
-    std::memmove(new_p, old_p, in_use_front);
-    return new_p;
-  }
-  std::memcpy(new_p + new_size - in_use_back, old_p + old_size - in_use_back, in_use_back);
-  std::memcpy(new_p, old_p, in_use_front);
-  deallocate(old_p, old_size);
-  return new_p;
-}
-
 // --- PutTransaction
 
 PutTransaction::PutTransaction(std::shared_ptr<detail::BusCore> core, detail::StateStore* store,
                                std::uint32_t slot, std::uint64_t handle,
                                std::span<std::byte> bytes) noexcept
     : core_(std::move(core)), store_(store), slot_(slot), handle_(handle), bytes_(bytes),
-      allocator_(std::make_unique<StateAllocator>()) {
+      allocator_(std::make_unique<SpanAllocator>()) {
   // The whole extent (64-byte aligned at both ends): a FlatBuffer's
   // alignment is counted from its end.
   const std::size_t extent = (std::max<std::size_t>(bytes.size(), 1) + 63) / 64 * 64;
-  allocator_->span_ = {bytes.data(), extent};
+  *allocator_ = SpanAllocator({bytes.data(), extent});
 }
 
 PutTransaction::PutTransaction(PutTransaction&& other) noexcept
@@ -117,7 +84,7 @@ void PutTransaction::abort() noexcept {
 }
 
 flatbuffers::FlatBufferBuilder PutTransaction::builder() {
-  return flatbuffers::FlatBufferBuilder(allocator_->span_.size(), allocator_.get(), false);
+  return flatbuffers::FlatBufferBuilder(allocator_->span().size(), allocator_.get(), false);
 }
 
 Result<StateRef> PutTransaction::publish() { return publish(bytes_.size()); }
@@ -140,7 +107,7 @@ Result<std::span<const std::byte>> PutTransaction::built_range(
     const flatbuffers::FlatBufferBuilder& builder) const {
   if (allocator_ == nullptr) return fail(Errc::stale_ref, "the transaction was moved from");
   const auto* data = reinterpret_cast<const std::byte*>(builder.GetBufferPointer());
-  const std::span<std::byte> extent = allocator_->span_;
+  const std::span<std::byte> extent = allocator_->span();
   const bool inside = data >= extent.data() && builder.GetSize() <= extent.size() &&
                       static_cast<std::size_t>(data - extent.data()) <= extent.size() - builder.GetSize();
   if (!inside) {
