@@ -12,9 +12,13 @@ How to run:
 Rows are payload sizes; columns are the transports of share_bench: shmbus's
 copy path (bytes through the ring), loan (a pool block sent by reference),
 state (a ref to a state value), the Unix domain socket and pipe peers, and the
-floors: one memcpy of the payload (one process) and the round-trip floor
-interleaved with the messages (cache-line ping-pong busy, futex ping-pong
-parked; one-way = round trip / 2). Figures are one-way p50 (and p99) from one
+floors: one memcpy of the payload (one process) and the floor interleaved
+with the messages between the same two processes (cache-line ping-pong busy,
+futex ping-pong parked), timed one way like the messages: from the parent's
+clock read before its write or FUTEX_WAKE to the child's when it sees it
+(support/one_way.hpp; its round trip / 2 is in floor_rtt_half_p50_ns). Parked
+rounds wake a child that has slept at least 50 us, the floor and the message
+alike (kParkSettle: a VM's idle vCPU wakes slower the longer it slept). Figures are one-way p50 (and p99) from one
 sample per message. copy/loan and copy/state: how many times faster sharing
 is, measured in the same run. The targets of issue 5 are checked at the end.
 Python 3 standard library only.

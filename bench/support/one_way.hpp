@@ -6,10 +6,14 @@
 // forked child (CPU 1). Each round:
 //   1. one floor round trip between the same two processes (cache-line
 //      ping-pong when busy-polling, futex ping-pong when parked:
-//      support/floors.hpp), so every figure comes with the floor it ran next to;
+//      support/floors.hpp), so every figure comes with the floor it ran next
+//      to; the child stamps when it sees the ping, so the floor is timed one
+//      way like the messages (floor_p50_ns), and as round trip / 2
+//      (floor_rtt_half_p50_ns, ring_bench's measure);
 //   2. parked only: the parent waits (untimed) until the kernel says the child
-//      sleeps (/proc/<pid>/wchan names a wait: ProcState::asleep), so every
-//      message pays a real wake-up;
+//      sleeps (/proc/<pid>/wchan names a wait: ProcState::asleep), and
+//      kParkSettle more, so every message pays a real wake-up, the same one
+//      the floor paid;
 //   3. t0 = clock; send(seq) — everything the sender does is timed (a copy
 //      path's memcpy, a loan's acquisition);
 //   4. the child receives it, reads it (only word 0, or every byte: a sum of
@@ -59,6 +63,14 @@ using namespace std::chrono_literals;
 
 inline constexpr std::uint64_t kStopSeq = ~std::uint64_t{0};  // stream mode: the last message
 inline constexpr auto kMessageTimeout = 10s;
+// Parked rounds wake a child that has slept at least this long, the floor's
+// wake and the message's alike: how long a wake-up takes depends on how long
+// the CPU has slept (an idle vCPU of a virtual machine sleeps deeper with
+// time; measured here: woken within a few µs of falling asleep, a 64 B
+// message took 21 µs and the futex floor 12 µs; after 30 µs or more, both
+// took 22–26 µs). Without it the floor and the messages would not pay the
+// same wake-up, and their ratio would measure the machine's idle states.
+inline constexpr auto kParkSettle = 50us;
 
 [[nodiscard]] inline std::int64_t now_ns() noexcept {
   return std::chrono::duration_cast<std::chrono::nanoseconds>(BenchClock::now().time_since_epoch())
@@ -69,8 +81,9 @@ inline constexpr auto kMessageTimeout = 10s;
 struct Stamps {
   alignas(128) std::uint64_t seq;  // written last, with release
   std::int64_t t1_ns;
-  alignas(128) std::uint64_t taken;  // stream: messages read so far
-  alignas(128) std::uint64_t bad;    // messages with a wrong seq or sum (never expected)
+  alignas(128) std::int64_t floor_t1_ns;  // when the child saw the last floor ping
+  alignas(128) std::uint64_t taken;       // stream: messages read so far
+  alignas(128) std::uint64_t bad;         // messages with a wrong seq or sum (never expected)
 };
 
 struct OneWayShared {
@@ -101,6 +114,42 @@ enum class Read : std::uint8_t {
   return ok;
 }
 
+// ---- the floors, timed one way --------------------------------------------------------------
+//
+// The floor round trips of floors.hpp, with one more clock read: the child
+// stamps the moment it sees the ping (Stamps::floor_t1_ns) before it answers,
+// so the parent gets the floor's one-way time in the direction and by the
+// method of the messages (t1 - t0), beside the round trip / 2. The two differ
+// when waking one CPU costs more than waking the other (an idle vCPU of a
+// virtual machine sleeps deeper): a message always wakes the child's CPU.
+
+// Child, busy: answer_cache_line with the stamp. False on the stop ping.
+[[nodiscard]] inline bool answer_line_stamped(CacheLinePair& pair, std::uint64_t& last,
+                                              Stamps& stamps) noexcept {
+  std::uint64_t seen;
+  while ((seen = load_acquire(pair.ping)) == last) {
+  }
+  const std::int64_t t1 = now_ns();
+  if (seen == kStopPing) return false;
+  last = seen;
+  stamps.floor_t1_ns = t1;
+  store_release(pair.pong, seen);
+  return true;
+}
+
+// Child, parked: answer_futex with the stamp taken right after the wake-up.
+[[nodiscard]] inline bool answer_futex_stamped(FutexPair& pair, std::uint32_t& last,
+                                               const Control& control, Stamps& stamps) {
+  const std::uint32_t seen = park_until_changed(pair.ping, last, 10s);
+  const std::int64_t t1 = now_ns();
+  if (seen == last || control.stop_requested()) return false;
+  last = seen;
+  stamps.floor_t1_ns = t1;
+  if (!spin_until([&] { return load_acquire(pair.pong.waiters) != 0; }, 2s)) return false;
+  wake(pair.pong);
+  return true;
+}
+
 // ---- the child ----------------------------------------------------------------------------
 
 // Latency child: alternates one floor answer and one message; ends at the
@@ -117,8 +166,9 @@ int serve_latency(Transport& transport, OneWayShared& shared, Read read, bool pa
   std::uint64_t bad = 0;
   shared.control.set_ready();
   for (;;) {
-    const bool floor_answered = parked ? answer_futex(shared.futex, futex_last, shared.control)
-                                       : answer_cache_line(shared.line, line_last);
+    const bool floor_answered =
+        parked ? answer_futex_stamped(shared.futex, futex_last, shared.control, shared.stamps)
+               : answer_line_stamped(shared.line, line_last, shared.stamps);
     if (!floor_answered) break;
     ++expected;
     std::int64_t t1 = 0;
@@ -262,26 +312,53 @@ void run_latency(benchmark::State& state, const TransportSpec& spec, Read read, 
   std::uint64_t line_round = 0;
   std::uint32_t futex_last = 0;
   std::string failure;
+  // Parked: once the child sleeps, wait kParkSettle more before waking it, for
+  // the floor and the message alike (see kParkSettle).
+  const auto settle = [] {
+    const auto until = BenchClock::now() + kParkSettle;
+    while (BenchClock::now() < until) cpu_relax();
+  };
   // One floor round trip, then one message; false (with `failure`) on error.
-  const auto round = [&](double& one_way_ns, double& floor_ns) -> bool {
+  // `floor_ns`: the floor's one-way time (child's stamp - t0), `floor_rtt_ns`
+  // its round trip.
+  const auto round = [&](double& one_way_ns, double& floor_ns, double& floor_rtt_ns) -> bool {
+    std::int64_t f0 = 0;
     BenchClock::duration floor_rtt{};
     if (parked) {
-      if (!futex_round_trip(shared.futex, futex_last, *child_state, floor_rtt)) {
+      // As floors.hpp's futex_round_trip: the child sleeps on `ping` first.
+      if (!spin_until(
+              [&] { return load_acquire(shared.futex.ping.waiters) != 0 && child_state->parked(); },
+              kMessageTimeout)) {
+        failure = "the child never parked for the futex floor";
+        return false;
+      }
+      settle();
+      const auto r0 = BenchClock::now();
+      f0 = now_ns();
+      wake(shared.futex.ping);
+      const std::uint32_t seen = park_until_changed(shared.futex.pong, futex_last, 2s);
+      floor_rtt = BenchClock::now() - r0;
+      if (seen == futex_last) {
         failure = "the child stopped answering the futex floor";
         return false;
       }
+      futex_last = seen;
       if (!spin_until([&] { return child_state->asleep(); }, kMessageTimeout)) {
         failure = "the child never went to sleep before a message";
         return false;
       }
+      settle();
     } else {
-      const auto f0 = BenchClock::now();
+      const auto r0 = BenchClock::now();
+      f0 = now_ns();
       if (!cache_line_round_trip(shared.line, ++line_round, child)) {
         failure = "the child stopped answering the cache-line floor";
         return false;
       }
-      floor_rtt = BenchClock::now() - f0;
+      floor_rtt = BenchClock::now() - r0;
     }
+    floor_ns = static_cast<double>(shared.stamps.floor_t1_ns - f0);
+    floor_rtt_ns = std::chrono::duration<double, std::nano>(floor_rtt).count();
     ++seq;
     const auto deadline = BenchClock::now() + kMessageTimeout;
     const std::int64_t t0 = now_ns();
@@ -296,25 +373,28 @@ void run_latency(benchmark::State& state, const TransportSpec& spec, Read read, 
       return false;
     }
     one_way_ns = static_cast<double>(shared.stamps.t1_ns - t0);
-    floor_ns = std::chrono::duration<double, std::nano>(floor_rtt).count() / 2;
     return true;
   };
 
   double one_way = 0;
   double floor = 0;
+  double floor_rtt = 0;
   bool ok = true;
   const std::int64_t warm = warmup_for(ends.transport, warmup);
-  for (std::int64_t i = 0; i < warm && ok; ++i) ok = round(one_way, floor);
+  for (std::int64_t i = 0; i < warm && ok; ++i) ok = round(one_way, floor, floor_rtt);
   std::vector<double> samples;
   std::vector<double> floor_samples;
+  std::vector<double> floor_rtt_samples;
   samples.reserve(static_cast<std::size_t>(state.max_iterations));
   floor_samples.reserve(static_cast<std::size_t>(state.max_iterations));
+  floor_rtt_samples.reserve(static_cast<std::size_t>(state.max_iterations));
   const CpuWaits waits(child.pid());
   for (auto _ : state) {
-    ok = ok && round(one_way, floor);
+    ok = ok && round(one_way, floor, floor_rtt);
     if (!ok) break;
     samples.push_back(one_way);
     floor_samples.push_back(floor);
+    floor_rtt_samples.push_back(floor_rtt);
     state.SetIterationTime(one_way * 1e-9);
   }
   waits.report(state);
@@ -338,6 +418,9 @@ void run_latency(benchmark::State& state, const TransportSpec& spec, Read read, 
   report_spec(state, spec, read, state.iterations());
   state.counters["samples"] = static_cast<double>(samples.size());
   report_latency_and_floor(state, samples, floor_samples);
+  if (!floor_rtt_samples.empty()) {
+    state.counters["floor_rtt_half_p50_ns"] = quantile(floor_rtt_samples, 0.5) / 2;
+  }
 }
 
 // Throughput of `Transport`: batches of `batch` messages (see the top of this

@@ -44,7 +44,8 @@ inline constexpr double kStreamBatchSeconds = 0.05;
 
 [[nodiscard]] inline double message_seconds(PathCost cost, std::size_t bytes, bool read_all,
                                             bool parked) {
-  const double fixed = parked ? 80e-6 : 2e-6;  // with the floor round trip and the park wait
+  // with the floor round trip, and when parked the two waits for a sleeping child
+  const double fixed = parked ? 150e-6 : 2e-6;
   const double copies = cost.copies + (read_all ? 1.0 : 0.0);
   return fixed + copies * static_cast<double>(bytes) / kBytesPerSecond;
 }
