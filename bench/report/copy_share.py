@@ -49,6 +49,9 @@ FLAT_RATIO = 1.5          # busy: share latency at 64 MiB <= 1.5x its own at 64 
 SHARE_SPEEDUP = 500.0     # busy: at 16 MiB, copy / share >= 500
 GET_NS = 100.0            # state get p50, any size
 PARK_RATIO = 1.1          # parked: share latency <= 1.1x the futex floor, every size
+# Above this payload, the floor beside a figure is slowed by the payload's own
+# memory traffic (its lines evicted), not by the VM's placement: no (!) there.
+FLOOR_NOTE_MAX = 64 << 10
 BUSY_WAIT = 0.05          # a benchmark process waited for a CPU more than this share: flagged
 
 
@@ -132,6 +135,10 @@ def print_latency(r, parked, read_all, field):
     reads = "reads every byte" if read_all else "reads the first cache line"
     q = "p50" if field == "p50_ns" else "p99"
     floor_name = "futex floor" if parked else "line floor"
+    floors = sorted(v for (base, _), rs in r.runs.items() if base.startswith("BM_OneWay_")
+                    for v in [x.get("floor_p50_ns") for x in rs
+                              if x["_args"].get("parked") == parked] if v)
+    median_floor = floors[len(floors) // 2] if floors else None
     rows = []
     for size in SIZES:
         if all(r.latency(p, size, parked, read_all) is None and
@@ -140,7 +147,11 @@ def print_latency(r, parked, read_all, field):
             continue
         memcpy = r.field("BM_MemcpyFloor", field, bytes=size)
         floor = r.floor(size, parked, read_all, "floor_" + field)
-        rows.append([fmt_size(size)] + [r.cell(p, size, parked, read_all, field) for p in PATHS] +
+        rows.append([fmt_size(size)] +
+                    [r.cell(p, size, parked, read_all, field) +
+                     (floor_note(r, f"BM_OneWay_{p}", median_floor, bytes=size, parked=parked,
+                                 read_all=read_all) if size <= FLOOR_NOTE_MAX else "")
+                     for p in PATHS] +
                     [fmt_ns(memcpy), fmt_ns(floor),
                      fmt_x(r.ratio("copy", "loan", size, parked, read_all)),
                      fmt_x(r.ratio("copy", "state", size, parked, read_all))])
@@ -151,9 +162,21 @@ def print_latency(r, parked, read_all, field):
           + (" — (max/n): fewer than 100 samples, the max of n" if q == "p99" else ""))
     print_table(["payload", "copy", "loan", "state", "uds", "pipe", "memcpy", floor_name,
                  "copy/loan", "copy/state"], rows)
+    if median_floor and any("(!)" in c for row in rows for c in row):
+        print(f"(!) the {floor_name} measured beside that figure was over 1.5x the run's median "
+              f"({fmt_ns(median_floor)}): the VM placed its vCPUs worse for it; rerun to compare")
+
+
+def floor_note(r, base, floor, **args):
+    """ " (!)" when the cache-line floor measured with this figure was > 1.5x `floor`."""
+    f = r.field(base, "floor_p50_ns", **args)
+    return " (!)" if f and floor and f > 1.5 * floor else ""
 
 
 def print_throughput(r, read_all):
+    floors = sorted(v for (base, _), rs in r.runs.items() if base.startswith("BM_Stream_")
+                    for v in [x.get("floor_p50_ns") for x in rs] if v)
+    floor = floors[len(floors) // 2] if floors else None
     rows = []
     for size in SIZES:
         cells = []
@@ -166,7 +189,8 @@ def print_throughput(r, read_all):
                 seen = True
                 continue
             seen = seen or rate is not None
-            cells.append("-" if rate is None else f"{fmt_rate(rate)}/s {fmt_gbs(gbs)} GB/s")
+            note = floor_note(r, f"BM_Stream_{p}", floor, bytes=size, read_all=read_all)
+            cells.append("-" if rate is None else f"{fmt_rate(rate)}/s {fmt_gbs(gbs)} GB/s{note}")
         if seen:
             rows.append([fmt_size(size)] + cells)
     if not rows:
@@ -176,6 +200,9 @@ def print_throughput(r, read_all):
     print(f"Throughput, busy-poll, messages back to back, receiver {reads} (messages/s, GB/s of payload;")
     print(" for loan and state, payload bytes handed over by reference, not bytes moved)")
     print_table(["payload"] + PATHS, rows)
+    if floor and any("(!)" in c for row in rows for c in row):
+        print(f"(!) the cache-line floor measured right before that stream was over 1.5x the run's "
+              f"median ({fmt_ns(floor)}): the VM placed its vCPUs worse; rerun to compare it")
 
 
 def print_state_get(r):
