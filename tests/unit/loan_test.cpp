@@ -2,6 +2,9 @@
 // do not resolve, the FlatBuffers allocator, and zero copy end to end.
 #include <gtest/gtest.h>
 
+#include <fcntl.h>
+#include <unistd.h>
+
 #include <atomic>
 #include <chrono>
 #include <cstring>
@@ -11,6 +14,7 @@
 #include <shmbus/schemas/mailer_reply_generated.h>
 
 #include "blobs/blob_pool.hpp"
+#include "bus/mailbox_factory.hpp"
 #include "shmbus/server.hpp"
 #include "support/bus_probe.hpp"
 #include "support/ring_access.hpp"
@@ -232,19 +236,23 @@ TEST(Loan, RefsThatDoNotResolveAreStaleOrBadAndNeverRead) {
   test::BusProbe probe(bus.name());
   ASSERT_TRUE(probe.ok());
   auto* pool = probe.core().blobs().value();
-  auto ok = pool->resolve({block, 0, generation, 0, 64});
+  // The cast is the pool mailbox's first record: service 0, mailbox 0, position 0.
+  const std::uint64_t where = layout::record_location(0, layout::kPoolMailbox, 0);
+  auto ok = pool->resolve({block, 0, generation, 0, 64}, where);
   EXPECT_EQ(ok.error, Errc{});
-  EXPECT_EQ(pool->resolve({block, 0, generation + 1, 0, 64}).error, Errc::bad_ref)
+  EXPECT_EQ(pool->resolve({block, 0, generation + 1, 0, 64}, where).error, Errc::bad_ref)
       << "a generation never issued";
-  EXPECT_EQ(pool->resolve({block + 100, 0, generation, 0, 64}).error, Errc::bad_ref);
-  EXPECT_EQ(pool->resolve({block, 0, generation, 4000, 97}).error, Errc::bad_ref);
-  EXPECT_EQ(pool->resolve({block, 0, generation, ~0ull, 2}).error, Errc::bad_ref);
-  EXPECT_EQ(pool->resolve({block, 7, generation, 0, 64}).error, Errc::bad_ref);
+  EXPECT_EQ(pool->resolve({block + 100, 0, generation, 0, 64}, where).error, Errc::bad_ref);
+  EXPECT_EQ(pool->resolve({block, 0, generation, 4000, 97}, where).error, Errc::bad_ref);
+  EXPECT_EQ(pool->resolve({block, 0, generation, ~0ull, 2}, where).error, Errc::bad_ref);
+  EXPECT_EQ(pool->resolve({block, 0, generation, 0, 64}, layout::record_location(0, 0, 1)).error,
+            Errc::stale_ref)
+      << "a copy of the record elsewhere does not resolve";
 
   // Free the block under the record's feet (what a forged or buggy peer
   // could do): the server then gets stale_ref, counts it, reads nothing.
   ASSERT_TRUE(pool->release_word(block, ok.control));
-  EXPECT_EQ(pool->resolve({block, 0, generation, 0, 64}).error, Errc::stale_ref);
+  EXPECT_EQ(pool->resolve({block, 0, generation, 0, 64}, where).error, Errc::stale_ref);
   Recorder handler;
   ASSERT_TRUE(service_server->serve_one(handler, deadline_in(5s)));
   EXPECT_EQ(handler.seen, nullptr) << "the handler never ran";
@@ -256,7 +264,9 @@ TEST(Loan, RefsThatDoNotResolveAreStaleOrBadAndNeverRead) {
   const std::uint64_t call_generation = call_loan.generation();
   auto pending = service.send_request(std::move(call_loan), {.deadline = deadline_in(10s)});
   ASSERT_TRUE(pending);
-  const auto resolved = pool->resolve({call_block, 0, call_generation, 0, 64});
+  const auto resolved = pool->resolve({call_block, 0, call_generation, 0, 64},
+                                      layout::record_location(0, layout::kPoolMailbox, 1));
+  ASSERT_EQ(resolved.error, Errc{});
   ASSERT_TRUE(pool->release_word(call_block, resolved.control));
   ASSERT_TRUE(service_server->serve_one(handler, deadline_in(5s)));
   EXPECT_EQ(pending->wait().error(), Errc::stale_ref);
@@ -353,6 +363,134 @@ TEST(LoanReply, ALoanedReplyToACallerThatGaveUpGoesBackToThePool) {
   serving.join();
   EXPECT_EQ(server->counters().late_replies, 1u);
   EXPECT_EQ(free_blocks(bus.bus()), 4u) << "the late reply's block was freed by its server";
+}
+
+}  // namespace
+}  // namespace shmbus
+
+// Races and misuse found in review, each pinned by a test.
+namespace shmbus {
+namespace {
+
+struct FirstByte : Handler {
+  int first = -1;
+  void handle_call(const Request&, ReplyWriter&) override {}
+  void handle_cast(const Request& request) override {
+    if (!request.payload().empty()) first = static_cast<std::uint8_t>(request.payload()[0]);
+  }
+};
+
+// A server hands its reply's block to the caller's slot before the CAS that
+// says REPLIED: a reaper running in between must not call it an orphan.
+TEST(LoanRace, AReaperDoesNotFreeALoanedReplyStagedBeforeItsReplyCas) {
+  auto bus = test::ScopedBus::create(small_pool());
+  auto server = Server::start(bus.bus(), "render", {});
+  ASSERT_TRUE(server);
+  auto service = bus->service("render").value();
+  test::BusProbe probe(bus.name());
+  ASSERT_TRUE(probe.ok());
+  struct StageThenReap : Handler {
+    Bus& bus;
+    test::BusProbe& probe;
+    std::uint32_t in_flight_after = 0;
+    StageThenReap(Bus& b, test::BusProbe& p) : bus(b), probe(p) {}
+    void handle_call(const Request& request, ReplyWriter&) override {
+      // Loaned through the probe: its own mapping and process, as a server's.
+      std::shared_ptr<detail::BusCore> core(std::shared_ptr<detail::BusCore>{}, &probe.core());
+      auto loan = probe.core().blobs().value()->loan(core, 100, {}).value();
+      const auto& info = request.info();
+      const auto location = layout::reply_location(layout::ref_slot(info.sender.value),
+                                                   layout::correlation_index(info.correlation),
+                                                   layout::correlation_generation(info.correlation));
+      // What finish_call does before its REPLIED CAS, then any reaper.
+      ASSERT_TRUE(probe.core().blobs().value()->hand_over(loan, location));
+      (void)probe.core().reclaim_dead();
+      in_flight_after = bus.blob_pool().value()[0].in_flight;
+    }
+    void handle_cast(const Request&) override {}
+  } handler(bus.bus(), probe);
+  const std::uint64_t request = 1;
+  auto pending = service.send_request(std::as_bytes(std::span(&request, 1)), {.deadline = deadline_in(10s)});
+  ASSERT_TRUE(pending);
+  ASSERT_TRUE(server->serve_one(handler, deadline_in(5s)));
+  EXPECT_EQ(handler.in_flight_after, 1u) << "the reaper freed a reply its live server was publishing";
+}
+
+// A Loan of one bus sent through a service of another is refused, and stays
+// its holder's.
+TEST(LoanRace, ALoanOfAnotherBusIsRefused) {
+  auto a = test::ScopedBus::create(small_pool());
+  auto b = test::ScopedBus::create(small_pool());
+  auto server = Server::start(b.bus(), "frames", {});
+  ASSERT_TRUE(server);
+  auto service = b->service("frames").value();
+  auto loan_b = b->loan(64).value();
+  auto loan_a = a->loan(64).value();
+  ASSERT_EQ(loan_a.block(), loan_b.block());
+  ASSERT_EQ(loan_a.generation(), loan_b.generation());
+  EXPECT_EQ(service.cast(std::move(loan_a)).error(), Errc::bad_ref);
+  EXPECT_FALSE(loan_a.empty()) << "a refused loan stays with its holder";
+  FirstByte handler;
+  (void)server->serve_one(handler, deadline_in(50ms));
+  EXPECT_EQ(handler.first, -1) << "the refused claim was delivered";
+}
+
+// A reaper that cannot map a mailbox (no descriptors left) must not take the
+// record's block for an orphan.
+TEST(LoanRace, AReaperThatCannotMapAMailboxFreesNothing) {
+  auto bus = test::ScopedBus::create(small_pool());
+  auto server = Server::start(bus.bus(), "frames", {});
+  ASSERT_TRUE(server);
+  auto service = bus->service("frames").value();
+  auto loan = bus->loan(64).value();
+  std::memset(loan.bytes().data(), 0x5a, 64);
+  ASSERT_TRUE(service.cast(std::move(loan)));
+  test::BusProbe probe(bus.name());
+  ASSERT_TRUE(probe.ok());
+  ASSERT_TRUE(probe.core().blobs());
+  std::vector<int> fds;
+  for (int fd; (fd = ::open("/dev/null", O_RDONLY | O_CLOEXEC)) >= 0;) fds.push_back(fd);
+  (void)probe.core().reclaim_dead();
+  for (int fd : fds) ::close(fd);
+  EXPECT_EQ(bus->blob_pool().value()[0].in_flight, 1u) << "a queued record's block was freed";
+  FirstByte handler;
+  ASSERT_TRUE(server->serve_one(handler, deadline_in(5s)));
+  EXPECT_EQ(handler.first, 0x5a);
+}
+
+// A loaned cast moves to the dead letters once: a second move of the same
+// delivery (a redelivery after its mover died) finds the block gone on.
+TEST(LoanRace, ALoanedCastIsNeverInTwoDeadLettersAtOnce) {
+  auto bus = test::ScopedBus::create(small_pool());
+  auto server = Server::start(bus.bus(), "frames", {});
+  ASSERT_TRUE(server);
+  auto service = bus->service("frames").value();
+  ASSERT_TRUE(service.cast(bus->loan(64).value()));
+  test::BusProbe probe(bus.name());
+  ASSERT_TRUE(probe.ok());
+  auto* pool = probe.core().blobs().value();
+  const std::uint32_t index = *probe.registry().find("frames");
+  std::shared_ptr<detail::BusCore> core(std::shared_ptr<detail::BusCore>{}, &probe.core());
+  auto dead = detail::MailboxFactory::open(core, detail::dead_letter_shm_name(probe.core(), "frames"),
+                                           "frames~dead");
+  ASSERT_TRUE(dead);
+  auto original_mailbox = probe.pool("frames").value();
+  auto original_receiver = original_mailbox.receiver().value();
+  {
+    auto original = original_receiver.try_receive();
+    ASSERT_TRUE(original);
+    ASSERT_TRUE(pool->move_to_dead_letters(*dead, *original, index));
+    EXPECT_FALSE(pool->move_to_dead_letters(*dead, *original, index)) << "moved twice";
+  }
+  EXPECT_EQ(bus->blob_pool().value()[0].in_flight, 1u) << "the original's done() freed a moved block";
+  auto r1 = bus->dead_letters("frames").value();
+  auto r2 = bus->dead_letters("frames").value();
+  auto d1 = r1.try_receive();
+  ASSERT_TRUE(d1);
+  EXPECT_EQ(d1->info().ref_error, Errc{});
+  EXPECT_EQ(r2.try_receive().error(), Errc::empty) << "a second copy";
+  d1->done();
+  EXPECT_EQ(free_blocks(bus.bus()), 4u);
 }
 
 }  // namespace

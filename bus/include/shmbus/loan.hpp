@@ -86,7 +86,7 @@ class Loan {
   Loan& operator=(Loan&& other) noexcept;
   ~Loan();
 
-  // The whole block, writable (at least the size asked for).
+  // The whole block, writable (at least the size asked for); empty once sent.
   [[nodiscard]] std::span<std::byte> bytes() const noexcept { return block_; }
   // What will be sent: `length` bytes at `offset` of the block. Out of the
   // block: bad_options, and nothing changes. Default: the size asked for.
@@ -100,7 +100,9 @@ class Loan {
   }
   // An allocator that builds straight into this block (span_allocator.hpp;
   // one builder at a time).
-  [[nodiscard]] SpanAllocator& allocator() noexcept { return *allocator_; }
+  // Once the loan is sent (or moved from) it builds on the heap, never into
+  // the block; a builder must not be used after its loan is sent.
+  [[nodiscard]] SpanAllocator& allocator() noexcept;
 
   // False once sent or moved from.
   [[nodiscard]] bool empty() const noexcept { return core_ == nullptr; }

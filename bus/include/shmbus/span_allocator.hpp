@@ -34,9 +34,13 @@ class SpanAllocator final : public flatbuffers::Allocator {
   [[nodiscard]] std::span<std::byte> span() const noexcept { return span_; }
   // Whether `p` lies in the span (a buffer still built in place).
   [[nodiscard]] bool inside(const void* p) const noexcept;
+  // From now on every allocation goes to the heap (the span was handed on:
+  // a sent loan); buffers already in the span are still never freed.
+  void retire() noexcept { retired_ = true; }
 
  private:
   std::span<std::byte> span_;
+  bool retired_ = false;
 };
 
 }  // namespace shmbus

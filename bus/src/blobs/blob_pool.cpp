@@ -147,39 +147,53 @@ Expected<Loan> BlobPool::loan(const std::shared_ptr<BusCore>& core, std::size_t 
   }
 }
 
-bool BlobPool::hand_to_record(std::uint32_t block, std::uint64_t generation,
-                              std::uint64_t location) noexcept {
-  auto& d = descriptor(block);
-  std::uint64_t control = load_acquire(d.control);
-  if (layout::block_state(control) != BlockState::owned ||
-      layout::block_generation(control) != (generation & layout::kBlockGenerationMask)) {
+bool BlobPool::hand_to_record(const Loan& loan, std::uint64_t location) noexcept {
+  // Only a block of this very pool, owned by this process: a Loan of another
+  // bus (another mapping) or one inherited across fork() is refused.
+  if (!loan.core_ || loan.index_ >= header_->total_blocks ||
+      block_bytes(loan.index_).data() != loan.block_.data() || !loan.core_->table().joined_here()) {
     return false;
   }
+  auto& d = descriptor(loan.index_);
+  std::uint64_t owned =
+      layout::block_control(BlockState::owned, loan.core_->table().self().value, loan.generation_);
+  if (load_acquire(d.control) != owned) return false;
   // Location first: whoever sees in_record (seq_cst CAS) sees where it is.
+  // Nobody else writes it while we own the block.
   store_release(d.location, location);
-  return compare_exchange(d.control, control,
-                          layout::block_control(BlockState::in_record, 0, generation));
+  return compare_exchange(d.control, owned,
+                          layout::block_control(BlockState::in_record, 0, loan.generation_));
+}
+
+// The block leaves the Loan: it keeps no way to reach it.
+void BlobPool::disarm(Loan& loan) noexcept {
+  loan.core_.reset();
+  loan.block_ = {};
+  loan.offset_ = 0;
+  loan.length_ = 0;
+  if (loan.allocator_) loan.allocator_->retire();
 }
 
 bool BlobPool::send(Claim& claim, Loan& loan, std::uint64_t location, std::uint16_t type,
                     std::uint64_t correlation) noexcept {
-  const layout::LoanRecord ref{loan.index_, 0, loan.generation_, loan.offset_, loan.length_};
+  const auto home = layout::location_service(location) << 8 | layout::location_mailbox(location);
+  const layout::LoanRecord ref{loan.index_, home, loan.generation_, loan.offset_, loan.length_};
   std::memcpy(claim.payload_.data(), &ref, sizeof ref);
   claim.set_type(type);
   claim.set_correlation(correlation);
-  if (!hand_to_record(loan.index_, loan.generation_, location)) {
+  if (!hand_to_record(loan, location)) {
     claim.abort();
     return false;
   }
   SHMBUS_TEST_HOOK(loan_before_commit);
   std::exchange(claim.ring_, nullptr)->commit(claim.position_, sizeof ref, layout::kRecordLoan);
-  loan.core_.reset();  // the record holds the block now
+  disarm(loan);  // the record holds the block now
   return true;
 }
 
 bool BlobPool::hand_over(Loan& loan, std::uint64_t location) noexcept {
-  if (!loan.core_ || !hand_to_record(loan.index_, loan.generation_, location)) return false;
-  loan.core_.reset();
+  if (!hand_to_record(loan, location)) return false;
+  disarm(loan);
   return true;
 }
 
@@ -189,34 +203,39 @@ bool BlobPool::move_to_dead_letters(Mailbox& dead, const Delivery& delivery,
   auto claim = dead.try_claim(sizeof(layout::LoanRecord));
   if (!claim) return false;
   const std::span<std::byte> block = block_bytes(delivery.loan_block_);
+  const std::uint32_t home = service << 8 | layout::kDeadLetterMailbox;
   const layout::LoanRecord ref{
-      delivery.loan_block_, 0, layout::block_generation(delivery.loan_control_),
+      delivery.loan_block_, home, layout::block_generation(delivery.loan_control_),
       static_cast<std::uint64_t>(delivery.payload_.data() - block.data()), delivery.payload_.size()};
   std::memcpy(claim->payload_.data(), &ref, sizeof ref);
   claim->set_type(delivery.info_.type);
   claim->set_correlation(delivery.info_.deliveries);  // as a copied dead letter (Bus::dead_letters)
   const std::uint64_t position = claim->position_;
+  // Move while both records are ours (the original taken, the copy only
+  // claimed): nobody can free or move the block in between.
+  if (!move_record(delivery.loan_block_, delivery.loan_control_,
+                   layout::record_location(service, layout::kDeadLetterMailbox, position,
+                                           layout::block_holder(delivery.loan_control_) + 1))) {
+    claim->abort();
+    return false;
+  }
+  SHMBUS_TEST_HOOK(loan_dead_letter_before_commit);
   std::exchange(claim->ring_, nullptr)->commit(position, sizeof ref, layout::kRecordLoan);
-  SHMBUS_TEST_HOOK(loan_dead_letter_before_move);
-  // The letter is in the list now, whatever this move finds: it fails only
-  // when a reader of the list already consumed the copy and freed the block.
-  (void)move_record(ref.block, ref.generation,
-                    layout::record_location(service, layout::kDeadLetterMailbox, position));
   return true;
 }
 
-bool BlobPool::move_record(std::uint32_t block, std::uint64_t generation,
+bool BlobPool::move_record(std::uint32_t block, std::uint64_t control,
                            std::uint64_t location) noexcept {
   auto& d = descriptor(block);
-  std::uint64_t control = load_acquire(d.control);
-  if (layout::block_state(control) != BlockState::in_record ||
-      layout::block_generation(control) != (generation & layout::kBlockGenerationMask)) {
-    return false;
-  }
+  // Only the holder of the record the word names may move it, and while it
+  // holds that record nobody else changes the word: a mover whose word is
+  // stale (its record was moved or consumed since) must not touch location.
+  if (load_acquire(d.control) != control) return false;
   store_release(d.location, location);
   return compare_exchange(
       d.control, control,
-      layout::block_control(BlockState::in_record, layout::block_holder(control) + 1, generation));
+      layout::block_control(BlockState::in_record, layout::block_holder(control) + 1,
+                            layout::block_generation(control)));
 }
 
 bool BlobPool::release_word(std::uint32_t block, std::uint64_t control) noexcept {
@@ -244,8 +263,8 @@ bool BlobPool::release(std::uint32_t block, std::uint64_t generation,
   return release_word(block, control);
 }
 
-ResolvedLoan BlobPool::resolve(const layout::LoanRecord& ref) const noexcept {
-  if (ref.block >= header_->total_blocks || ref.reserved != 0) return {{}, Errc::bad_ref, 0};
+ResolvedLoan BlobPool::resolve(const layout::LoanRecord& ref, std::uint64_t where) const noexcept {
+  if (ref.block >= header_->total_blocks) return {{}, Errc::bad_ref, 0};
   const std::uint64_t size = class_of(ref.block).block_size;
   if (ref.offset > size || ref.length > size - ref.offset) return {{}, Errc::bad_ref, 0};
   // acquire: pairs with the sender's CAS into in_record, after its writes.
@@ -257,6 +276,14 @@ ResolvedLoan BlobPool::resolve(const layout::LoanRecord& ref) const noexcept {
   if (ref.generation > current || layout::block_state(control) != BlockState::in_record) {
     return {{}, Errc::bad_ref, 0};
   }
+  // Only in the record the block names (after control: acquire, stored
+  // before the CAS that made this word): another copy is stale. A location
+  // of a move not yet made (its mover's copy is not committed, so no reader
+  // can hold it) leaves the original as the one holder.
+  const std::uint64_t location = load_acquire(descriptor(ref.block).location);
+  if (!layout::move_in_progress(location, control) && !layout::same_record(location, where)) {
+    return {{}, Errc::stale_ref, 0};
+  }
   return {block_bytes(ref.block).subspan(ref.offset, ref.length), Errc{}, control};
 }
 
@@ -265,7 +292,9 @@ bool BlobPool::record_still_holds(BusCore& core, std::uint64_t location) noexcep
     case layout::LocationKind::mailbox_record: {
       Mailbox* mailbox = service_mailbox(core, layout::location_service(location),
                                          layout::location_mailbox(location));
-      if (mailbox == nullptr) return false;
+      // Cannot look (descriptors or memory short, no access): never free
+      // what may still be read; a later reaper will look again.
+      if (mailbox == nullptr) return true;
       const Ring& ring = *mailbox->ring_;
       const std::uint64_t position = layout::location_position(location);
       const std::uint64_t cell = load_acquire(ring.cell(position).control);
@@ -283,8 +312,13 @@ bool BlobPool::record_still_holds(BusCore& core, std::uint64_t location) noexcep
       const std::uint32_t index = layout::location_call_index(location);
       if (slot >= control.max_processes() || index >= control.calls_per_process()) return false;
       const std::uint64_t word = load_acquire(control.call_slot(slot, index).control);
-      return layout::call_state(word) == layout::CallState::replied &&
-             layout::call_generation(word) == layout::location_call_generation(location);
+      if (layout::call_generation(word) != layout::location_call_generation(location)) return false;
+      // Handed over by its server before the REPLIED CAS: held while that
+      // server lives; REPLIED: held until the caller frees the slot.
+      if (layout::call_state(word) == layout::CallState::taken) {
+        return core.table().is_alive(layout::call_who(word));
+      }
+      return layout::call_state(word) == layout::CallState::replied;
     }
     default: return false;
   }
@@ -333,10 +367,10 @@ std::uint32_t BlobPool::reclaim(BusCore& core) noexcept {
       case BlockState::owned: orphan = !core.table().is_alive(layout::block_holder(control)); break;
       case BlockState::in_record: {
         // Location after control (acquire; it was stored before the CAS that
-        // made this word): the record of this very word, or a newer one,
-        // in which case the CAS below fails.
+        // made this word): the record of this very word, or of a move in
+        // progress (moves differ: held), or a newer word's (the CAS fails).
         const std::uint64_t location = load_acquire(d.location);
-        orphan = !record_still_holds(core, location);
+        orphan = !layout::move_in_progress(location, control) && !record_still_holds(core, location);
         break;
       }
       default: break;

@@ -51,10 +51,11 @@ class BlobPool {
   [[nodiscard]] Expected<Loan> loan(const std::shared_ptr<BusCore>& core, std::size_t bytes,
                                     LoanOptions options) noexcept;
 
-  // owned(g, self) -> in_record(g, 0) at `location`. False when the block is
-  // not ours at that generation (never happens for a live Loan).
-  bool hand_to_record(std::uint32_t block, std::uint64_t generation,
-                      std::uint64_t location) noexcept;
+  // owned(g, self) -> in_record(g, 0) at `location`. False unless `loan` is
+  // a block of this pool owned by this process (not a Loan of another bus,
+  // nor one inherited across fork()).
+  bool hand_to_record(const Loan& loan, std::uint64_t location) noexcept;
+  void disarm(Loan& loan) noexcept;
   // Sends `loan` in `claim` (a cell of sizeof(LoanRecord) bytes): writes its
   // ref, hands the block to the record at `location`, commits (steps 2–5 of
   // "send" in layout/blobs.hpp) and disarms the Loan: the block is the
@@ -70,8 +71,9 @@ class BlobPool {
   // and the original's done() no longer frees it. False: no room (the block
   // stays with the original, freed by its done()). True once the copy is in.
   bool move_to_dead_letters(Mailbox& dead, const Delivery& delivery, std::uint32_t service) noexcept;
-  // in_record(g, m) -> in_record(g, m + 1) at `location` (dead-letter move).
-  bool move_record(std::uint32_t block, std::uint64_t generation, std::uint64_t location) noexcept;
+  // in_record(g, m) = `control` -> in_record(g, m + 1) at `location`, whose
+  // moves are m + 1 (dead-letter move).
+  bool move_record(std::uint32_t block, std::uint64_t control, std::uint64_t location) noexcept;
   // Frees the block if it is still `state` at `generation` (owned by us, or
   // in_record: the record that held it was consumed). Wakes parked loaners.
   bool release(std::uint32_t block, std::uint64_t generation, layout::BlockState state) noexcept;
@@ -80,8 +82,9 @@ class BlobPool {
   bool release_word(std::uint32_t block, std::uint64_t control) noexcept;
 
   // The payload a LoanRecord names, if its block still holds that generation
-  // in a record: stale_ref (freed since) or bad_ref (outside the pool).
-  [[nodiscard]] ResolvedLoan resolve(const layout::LoanRecord& ref) const noexcept;
+  // in the record at `where` (the reader's own location): stale_ref (freed
+  // since, or a copy the block no longer names) or bad_ref (outside the pool).
+  [[nodiscard]] ResolvedLoan resolve(const layout::LoanRecord& ref, std::uint64_t where) const noexcept;
 
   // Frees blocks owned by dead processes and blocks whose record is gone;
   // returns how many it freed. Maps service mailboxes by name as needed.

@@ -26,9 +26,9 @@ Loan::Loan(Loan&& other) noexcept
     : core_(std::move(other.core_)),
       index_(other.index_),
       generation_(other.generation_),
-      block_(other.block_),
-      offset_(other.offset_),
-      length_(other.length_),
+      block_(std::exchange(other.block_, {})),
+      offset_(std::exchange(other.offset_, 0)),
+      length_(std::exchange(other.length_, 0)),
       allocator_(std::move(other.allocator_)) {}
 
 Loan& Loan::operator=(Loan&& other) noexcept {
@@ -37,9 +37,9 @@ Loan& Loan::operator=(Loan&& other) noexcept {
     core_ = std::move(other.core_);
     index_ = other.index_;
     generation_ = other.generation_;
-    block_ = other.block_;
-    offset_ = other.offset_;
-    length_ = other.length_;
+    block_ = std::exchange(other.block_, {});
+    offset_ = std::exchange(other.offset_, 0);
+    length_ = std::exchange(other.length_, 0);
     allocator_ = std::move(other.allocator_);
   }
   return *this;
@@ -50,6 +50,12 @@ Loan::~Loan() {
   if (auto pool = core_->blobs()) {
     (*pool)->release(index_, generation_, layout::BlockState::owned);
   }
+}
+
+SpanAllocator& Loan::allocator() noexcept {
+  if (allocator_) return *allocator_;
+  thread_local SpanAllocator nowhere;  // a moved-from Loan: heap only
+  return nowhere;
 }
 
 Expected<void> Loan::set_payload(std::size_t offset, std::size_t length) noexcept {

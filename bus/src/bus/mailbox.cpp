@@ -165,7 +165,8 @@ Delivery Receiver::make_delivery(std::uint64_t position) noexcept {
     info.ref_error = Errc::system_error;
     return Delivery(this, {}, info);
   }
-  const detail::ResolvedLoan resolved = (*pool)->resolve(ref);
+  const detail::ResolvedLoan resolved =
+      (*pool)->resolve(ref, layout::record_location(ref.home >> 8, ref.home & 0xff, position));
   info.ref_error = resolved.error;
   return Delivery(this, resolved.payload, info, ref.block, resolved.control);
 }

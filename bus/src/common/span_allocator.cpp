@@ -12,7 +12,7 @@ bool SpanAllocator::inside(const void* p) const noexcept {
 
 std::uint8_t* SpanAllocator::allocate(std::size_t size) {
   auto* end = reinterpret_cast<std::uint8_t*>(span_.data() + span_.size());
-  if (size <= span_.size()) return end - size;
+  if (!retired_ && size <= span_.size()) return end - size;
   return static_cast<std::uint8_t*>(std::malloc(size));  // the taker refuses it
 }
 

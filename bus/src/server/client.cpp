@@ -346,7 +346,9 @@ Expected<Reply> PendingCall::collect_loaned_reply() noexcept {
   const layout::LoanRecord ref = slots.slot(index_).reply_loan;
   auto pool = link_->core->blobs();
   if (!pool) return finish(Errc::system_error, true);
-  const detail::ResolvedLoan resolved = (*pool)->resolve(ref);
+  const std::uint32_t self_slot = layout::ref_slot(link_->core->table().self().value);
+  const detail::ResolvedLoan resolved =
+      (*pool)->resolve(ref, layout::reply_location(self_slot, index_, generation_));
   if (resolved.error != Errc{}) return finish(resolved.error, true);
   if (!link_->has_reply_identifier(resolved.payload)) {
     // Freed with the slot by finish(); the block goes back at once.

@@ -31,14 +31,20 @@
 // block: a cell of a service mailbox (service, mailbox, ring position) or a
 // call slot's reply (caller slot, call index, call generation). The block is
 // held exactly while that record still holds the same position (or the slot
-// still says replied with that generation) and its owner, if the record is
-// only claimed, is alive. Anyone may check that and CAS an orphan free; the
-// CAS names the full word, so a check that raced with a free, a new loan or
-// a move changes nothing.
+// still says replied, or taken by a live server, with that generation) and
+// its owner, if the record is only claimed, is alive. Every holder passes
+// from "held" to "not held" once and never back, so anyone may check that
+// and CAS an orphan free; the CAS names the full word, so a check that raced
+// with a free, a new loan or a move changes nothing. A record that cannot be
+// checked (its mailbox cannot be mapped here) counts as held.
 //
 // A ref in a record (LoanRecord) names {block, generation, offset, length}: a
 // block freed since carries another generation, so the ref is stale_ref; an
-// index or range outside the pool is bad_ref. Neither is ever read.
+// index or range outside the pool is bad_ref. Neither is ever read. A ref
+// resolves only in the record the block's location names (its mailbox and
+// position, or its call slot): a second copy of a record — a dead letter
+// moved twice by servers that died mid-move — is stale_ref, so no reader
+// can be left holding a block another copy's done() freed.
 //
 // Crash (the process stops for ever between step k and k+1):
 //   loan:    CAS free -> owned(P). Dead after: owned by a dead process; the
@@ -52,19 +58,23 @@
 //            then CASes in_record -> free. Dead between the two: the cell has
 //            moved on, the check finds an orphan. Dead before the release:
 //            the record is redelivered with the block still held.
-//   dead-letter move: 1 commit the copy (same ref) in the dead-letter
-//            mailbox; 2 store the new location; 3 CAS in_record(g, m) ->
-//            in_record(g, m + 1); 4 release the original cell. Dead before 3:
-//            the original is redelivered and moved again; the first copy's
-//            ref then goes stale when the second copy is consumed (or the
-//            other way round): a duplicate dead letter, typed stale_ref, never
-//            a read of a reused block.
+//   dead-letter move (the mover holds the original taken): 1 claim a cell of
+//            the dead-letter mailbox and write the copy (same block, the dead
+//            mailbox as home); 2 store the new location; 3 CAS in_record(g, m)
+//            -> in_record(g, m + 1); 4 commit the copy; 5 release the original
+//            cell (its done() frees nothing: the word moved on). Nobody else
+//            can free the block meanwhile: both records are held by the live
+//            mover. Dead before 3: the original is redelivered and moved
+//            again. Dead between 3 and 4: the copy's claim is skipped, the
+//            block is an orphan and freed, and the redelivered original is
+//            stale_ref: the cast is counted in dead_letters_dropped (two
+//            deaths in one message's life, counted, never silent).
 //   reply:   1 the server writes the slot's reply_loan and kReplyLoan (calls.hpp),
 //            stores location (caller's slot), CASes owned -> in_record; 2 it
-//            CASes the slot taken -> replied. A slot that says abandoned
-//            instead (or whose caller is gone): the server frees the block.
-//            Dead in between: the slot never says replied with that
-//            generation: an orphan. The caller reads the block in place; its
+//            CASes the slot taken -> replied. The slot holds the block while
+//            it says taken(g) by a live server or replied(g). A slot that says
+//            abandoned instead (or whose caller is gone): the server frees the
+//            block. Dead in between: taken by a dead server: an orphan. The caller reads the block in place; its
 //            Reply frees the slot, then the block. Dead in between (or holding
 //            the Reply): the slot is no longer replied(g): an orphan.
 //
@@ -112,7 +122,12 @@ inline constexpr std::uint64_t kBlockHolderMask = (std::uint64_t{1} << 24) - 1;
 // A block's location while in_record, one word:
 //   mailbox record: kind 1 (bits 63..62) | service (bits 61..54) |
 //                   mailbox (bits 53..46: 0 pool, 1 dead letters, 2 + p
-//                   partition p) | ring position (bits 36..0)
+//                   partition p) | moves (bits 45..37: the move count, mod
+//                   512, of the control word it belongs to) | ring position
+//                   (bits 36..0). A mover stores the location of move m + 1
+//                   before its CAS to m + 1: a location whose moves differ
+//                   from the word's is a move in progress (or one whose mover
+//                   died before its CAS), and the block counts as held.
 //   call reply:     kind 2 | caller slot (bits 61..52) | call index
 //                   (bits 51..36) | call generation (bits 35..0)
 enum class LocationKind : std::uint8_t { none = 0, mailbox_record = 1, call_reply = 2 };
@@ -120,10 +135,24 @@ inline constexpr std::uint32_t kPoolMailbox = 0;
 inline constexpr std::uint32_t kDeadLetterMailbox = 1;
 inline constexpr std::uint32_t kFirstPartitionMailbox = 2;
 
+inline constexpr std::uint64_t kLocationMovesMask = std::uint64_t{0x1ff} << 37;
+
 [[nodiscard]] constexpr std::uint64_t record_location(std::uint32_t service, std::uint32_t mailbox,
-                                                      std::uint64_t position) noexcept {
+                                                      std::uint64_t position,
+                                                      std::uint32_t moves = 0) noexcept {
   return (std::uint64_t{1} << 62) | (std::uint64_t{service & 0xff} << 54) |
-         (std::uint64_t{mailbox & 0xff} << 46) | (position & ((std::uint64_t{1} << 37) - 1));
+         (std::uint64_t{mailbox & 0xff} << 46) | (std::uint64_t{moves & 0x1ff} << 37) |
+         (position & ((std::uint64_t{1} << 37) - 1));
+}
+[[nodiscard]] constexpr std::uint32_t location_moves(std::uint64_t l) noexcept {
+  return static_cast<std::uint32_t>((l & kLocationMovesMask) >> 37);
+}
+// Whether `location` belongs to a move not yet made of the block whose word
+// is `control` (its mover stored it and has not CASed yet, or died first).
+[[nodiscard]] constexpr bool move_in_progress(std::uint64_t location, std::uint64_t control) noexcept;
+// Whether two locations name the same record (whatever move they belong to).
+[[nodiscard]] constexpr bool same_record(std::uint64_t a, std::uint64_t b) noexcept {
+  return (a & ~kLocationMovesMask) == (b & ~kLocationMovesMask);
 }
 [[nodiscard]] constexpr std::uint64_t reply_location(std::uint32_t slot, std::uint32_t index,
                                                      std::uint64_t generation) noexcept {
@@ -182,7 +211,8 @@ struct BlobPoolHeader {
 // What a record (or a reply) carries instead of its payload when it is a loan.
 struct LoanRecord {
   std::uint32_t block;       // index in the pool
-  std::uint32_t reserved;    // zero
+  std::uint32_t home;        // the mailbox it travels in: service << 8 | mailbox
+                             // (record_location numbering); 0 for a reply
   std::uint64_t generation;  // the block's generation when it was sent
   std::uint64_t offset;      // payload offset in the block
   std::uint64_t length;      // payload bytes
@@ -203,6 +233,13 @@ static_assert(kBlockGenerationShift + 36 == 64 && kBlockHolderShift + 24 == kBlo
 static_assert(block_state(block_control(BlockState::in_record, 0xffffff, ~0ull)) ==
               BlockState::in_record);
 static_assert(location_position(record_location(63, 65, (1ull << 37) - 1)) == (1ull << 37) - 1);
+constexpr bool move_in_progress(std::uint64_t location, std::uint64_t control) noexcept {
+  return location_kind(location) == LocationKind::mailbox_record &&
+         location_moves(location) != (block_holder(control) & 0x1ff);
+}
+
 static_assert(location_mailbox(record_location(63, 65, 0)) == 65);
+static_assert(location_moves(record_location(63, 65, (1ull << 37) - 1, 511)) == 511);
+static_assert(same_record(record_location(1, 2, 3, 4), record_location(1, 2, 3, 5)));
 
 }  // namespace shmbus::layout
