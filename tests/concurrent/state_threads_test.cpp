@@ -67,5 +67,32 @@ TEST(StateThreads, ReadersSeeWholeVersionsWhileAWriterReplacesThem) {
   EXPECT_EQ(test::check_pattern(reader.get("big")->bytes()), static_cast<std::uint64_t>(rounds + 1));
 }
 
+// Found in review: a get racing a writer's reclaim scan must never say
+// no_such_key for a key that always has a value.
+TEST(StateThreads, GetNeverMissesAKeyThatAlwaysHasAValue) {
+  auto bus = test::ScopedBus::create({.state_capacity = 8u << 20});
+  auto writer = bus->state(StateAccess::read_write).value();
+  auto reader = bus->state().value();
+  const std::vector<std::byte> value(4096, std::byte{7});
+  ASSERT_TRUE(writer.put("k", value));
+  std::atomic<bool> stop{false};
+  std::atomic<long> missing{0}, gets{0};
+  std::vector<std::thread> readers;
+  for (int t = 0; t < 2; ++t) {
+    readers.emplace_back([&] {
+      while (!stop.load(std::memory_order_relaxed)) {
+        auto v = reader.get("k");
+        gets.fetch_add(1, std::memory_order_relaxed);
+        if (!v) missing.fetch_add(1, std::memory_order_relaxed);
+      }
+    });
+  }
+  const long puts = test::scaled(20000);
+  for (long i = 0; i < puts; ++i) ASSERT_TRUE(writer.put("k", value));
+  stop = true;
+  for (auto& r : readers) r.join();
+  EXPECT_EQ(missing.load(), 0) << "of " << gets.load() << " gets during " << puts << " puts";
+}
+
 }  // namespace
 }  // namespace shmbus

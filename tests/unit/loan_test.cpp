@@ -3,6 +3,8 @@
 #include <gtest/gtest.h>
 
 #include <fcntl.h>
+#include <sys/mman.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include <atomic>
@@ -491,6 +493,64 @@ TEST(LoanRace, ALoanedCastIsNeverInTwoDeadLettersAtOnce) {
   EXPECT_EQ(r2.try_receive().error(), Errc::empty) << "a second copy";
   d1->done();
   EXPECT_EQ(free_blocks(bus.bus()), 4u);
+}
+
+// A mover killed between writing the next location and its CAS leaves the
+// word selecting the original's location: once the original is consumed the
+// reaper frees the block (no pin for ever by a half-made move).
+TEST(LoanRace, AHalfMadeMoveNeverPinsABlockWhoseRecordIsGone) {
+  auto bus = test::ScopedBus::create(small_pool());
+  auto server = Server::start(bus.bus(), "frames", {});
+  ASSERT_TRUE(server);
+  auto service = bus->service("frames").value();
+  ASSERT_TRUE(service.cast(bus->loan(64).value()));
+  test::BusProbe probe(bus.name());
+  ASSERT_TRUE(probe.ok());
+  auto original_mailbox = probe.pool("frames").value();
+  auto receiver = original_mailbox.receiver().value();
+  auto original = receiver.try_receive();
+  ASSERT_TRUE(original);
+  ASSERT_EQ(original->info().ref_error, Errc{});
+  // The move's first store (the next word's location), then the mover dies:
+  // written straight into the pool segment, as that store leaves it.
+  {
+    const std::string path = "/dev/shm/" + detail::blob_pool_shm_name(bus.name());
+    const int fd = ::open(path.c_str(), O_RDWR | O_CLOEXEC);
+    ASSERT_GE(fd, 0);
+    const std::size_t length = layout::kBlobDescriptorsOffset + sizeof(layout::BlockDescriptor);
+    void* base = ::mmap(nullptr, length, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+    ::close(fd);
+    ASSERT_NE(base, MAP_FAILED);
+    auto* d = reinterpret_cast<layout::BlockDescriptor*>(static_cast<std::byte*>(base) +
+                                                        layout::kBlobDescriptorsOffset);
+    std::atomic_ref<std::uint64_t>(d->location[1]).store(
+        layout::record_location(0, layout::kDeadLetterMailbox, 7));
+    ::munmap(base, length);
+  }
+  // Consumed by a receiver killed between its release and its free:
+  detail::MailboxAccess::forget_loan(*original);
+  original->done();
+  (void)bus->reclaim_dead();
+  EXPECT_EQ(free_blocks(bus.bus()), 4u);
+}
+
+// A Loan inherited across fork() is its parent's: the child dropping it
+// frees nothing, and the child cannot send it.
+TEST(LoanRace, AForkedChildDroppingAnInheritedLoanFreesNothing) {
+  auto bus = test::ScopedBus::create(small_pool());
+  auto loan = bus->loan(64).value();
+  const pid_t pid = ::fork();
+  ASSERT_GE(pid, 0);
+  if (pid == 0) {
+    { Loan dropped = std::move(loan); }
+    ::_exit(0);
+  }
+  int status = 0;
+  ASSERT_EQ(::waitpid(pid, &status, 0), pid);
+  EXPECT_EQ(bus->blob_pool().value()[0].loaned, 1u) << "the child freed the parent's block";
+  auto other = bus->loan(64);
+  ASSERT_TRUE(other);
+  EXPECT_NE(other->block(), loan.block());
 }
 
 }  // namespace

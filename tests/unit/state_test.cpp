@@ -3,6 +3,7 @@
 // refs (stale, forged); the read-only mapping; the per-process pin limit.
 #include <gtest/gtest.h>
 #include <sys/mman.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include <cerrno>
@@ -14,11 +15,15 @@
 #include "shmbus/schemas/envelope_generated.h"
 #include "shmbus/schemas/state_ref_generated.h"
 #include "shmbus/state.hpp"
+#include "support/child.hpp"
 #include "support/scoped_bus.hpp"
+#include "support/wait_until.hpp"
 #include "support/state_pattern.hpp"
 
 namespace shmbus {
 namespace {
+
+using namespace std::chrono_literals;
 
 std::vector<std::byte> bytes_of(const std::string& text) {
   std::vector<std::byte> out(text.size());
@@ -288,6 +293,52 @@ TEST(State, PatternValuesRoundTrip) {
   auto view = s.reader.get("big");
   ASSERT_TRUE(view);
   EXPECT_EQ(test::check_pattern(view->bytes()), 77u);
+}
+
+// Found in review: a forked child shares the parent's process slot and pin
+// line; a state call there would clear the parent's pins. It is refused
+// (the child dies), and the parent's view stays intact.
+TEST(State, AForkedChildCannotTouchTheParentsPins) {
+  StateBus s;
+  const std::string a(1000, 'A');
+  ASSERT_TRUE(s.writer.put("k", bytes_of(a)));
+  auto view = s.reader.get("k");
+  ASSERT_TRUE(view);
+  const pid_t pid = ::fork();
+  ASSERT_GE(pid, 0);
+  if (pid == 0) {
+    (void)s.reader.get("no-such-key");  // must not reach the parent's pin line
+    ::_exit(0);
+  }
+  int status = 0;
+  ASSERT_EQ(::waitpid(pid, &status, 0), pid);
+  EXPECT_TRUE(WIFSIGNALED(status)) << "a state call in a forked child was allowed";
+  ASSERT_TRUE(s.writer.put("k", bytes_of(std::string(1000, 'B'))));
+  ASSERT_TRUE(s.writer.put("j", bytes_of(std::string(1000, 'C'))));
+  EXPECT_EQ(text_of(view->bytes()), a) << "a live view's bytes were reused";
+}
+
+// Found in review: a writer killed in the middle of its pin scan leaves a
+// version `reclaiming`; it is intact, and a ref to it resolves at once.
+TEST(State, ARefResolvesWhileTheWriterThatWasScanningIsDead) {
+  StateBus s;
+  auto ref1 = s.writer.put("k", bytes_of("one"));
+  ASSERT_TRUE(ref1);
+  {
+    auto pinned = s.reader.get("k");
+    ASSERT_TRUE(pinned);
+    ASSERT_TRUE(s.writer.put("k", bytes_of("two")));  // v1 retired, kept by `pinned`
+  }
+  test::Child writer = test::Child::spawn("state_put", {"--bus", s.bus.name(), "--key", "other",
+                                                        "--size", "64", "--stop-at",
+                                                        "state_reclaim_marked"});
+  ASSERT_TRUE(test::wait_until(10s, [&] { return writer.reached("state_reclaim_marked"); }))
+      << writer.output();
+  writer.kill_9();
+  (void)writer.wait();
+  auto during = s.reader.resolve(*ref1);
+  ASSERT_TRUE(during) << to_string(during.error());
+  EXPECT_EQ(text_of(during->bytes()), "one");
 }
 
 }  // namespace

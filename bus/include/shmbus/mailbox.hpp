@@ -167,6 +167,7 @@ class Delivery {
   std::span<const std::byte> payload_;
   RecordInfo info_;
   std::uint32_t loan_block_ = 0;
+  std::uint64_t loan_generation_ = 0;  // the ref's, also when it did not resolve
   std::uint64_t loan_control_ = 0;  // the block's word when resolved; 0: no loan to free
 };
 

@@ -37,7 +37,9 @@
 //
 // Threads: State, StateView and PutTransaction are handles; share a State
 // between threads only for reads (get, resolve), one handle per thread
-// otherwise.
+// otherwise. A forked child must attach the bus again: state calls there
+// abort (its pins would be its parent's), and views it inherited are left
+// alone when destroyed.
 #pragma once
 
 #include <cstddef>
@@ -200,6 +202,9 @@ class State {
   [[nodiscard]] Expected<StateView> get(std::string_view key) const noexcept;
   // The version a ref names, pinned. Fails with bad_ref (never a version of
   // this bus), stale_ref (reclaimed, or no longer there) or too_many_in_flight.
+  // A ref to a superseded version that a writer is deciding about right now
+  // waits for that one pin scan (at most 1 s, then stale_ref); the current
+  // version never waits.
   [[nodiscard]] Expected<StateView> resolve(StateRef ref) const noexcept;
   [[nodiscard]] static StateRef ref(const StateView& view) noexcept { return view.ref(); }
 

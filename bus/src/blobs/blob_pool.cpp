@@ -160,7 +160,7 @@ bool BlobPool::hand_to_record(const Loan& loan, std::uint64_t location) noexcept
   if (load_acquire(d.control) != owned) return false;
   // Location first: whoever sees in_record (seq_cst CAS) sees where it is.
   // Nobody else writes it while we own the block.
-  store_release(d.location, location);
+  store_release(d.location[0], location);
   return compare_exchange(d.control, owned,
                           layout::block_control(BlockState::in_record, 0, loan.generation_));
 }
@@ -214,14 +214,20 @@ bool BlobPool::move_to_dead_letters(Mailbox& dead, const Delivery& delivery,
   // Move while both records are ours (the original taken, the copy only
   // claimed): nobody can free or move the block in between.
   if (!move_record(delivery.loan_block_, delivery.loan_control_,
-                   layout::record_location(service, layout::kDeadLetterMailbox, position,
-                                           layout::block_holder(delivery.loan_control_) + 1))) {
+                   layout::record_location(service, layout::kDeadLetterMailbox, position))) {
     claim->abort();
     return false;
   }
   SHMBUS_TEST_HOOK(loan_dead_letter_before_commit);
   std::exchange(claim->ring_, nullptr)->commit(position, sizeof ref, layout::kRecordLoan);
   return true;
+}
+
+bool BlobPool::moved_on(const Delivery& delivery) const noexcept {
+  if (delivery.loan_block_ >= header_->total_blocks) return false;
+  const std::uint64_t control = load_acquire(descriptor(delivery.loan_block_).control);
+  return layout::block_state(control) == BlockState::in_record &&
+         layout::block_generation(control) == (delivery.loan_generation_ & layout::kBlockGenerationMask);
 }
 
 bool BlobPool::move_record(std::uint32_t block, std::uint64_t control,
@@ -231,7 +237,8 @@ bool BlobPool::move_record(std::uint32_t block, std::uint64_t control,
   // holds that record nobody else changes the word: a mover whose word is
   // stale (its record was moved or consumed since) must not touch location.
   if (load_acquire(d.control) != control) return false;
-  store_release(d.location, location);
+  // The next word's slot: the current word still selects the old location.
+  store_release(d.location[layout::location_index(control) ^ 1u], location);
   return compare_exchange(
       d.control, control,
       layout::block_control(BlockState::in_record, layout::block_holder(control) + 1,
@@ -239,6 +246,7 @@ bool BlobPool::move_record(std::uint32_t block, std::uint64_t control,
 }
 
 bool BlobPool::release_word(std::uint32_t block, std::uint64_t control) noexcept {
+  if (block >= header_->total_blocks) return false;
   auto& d = descriptor(block);
   std::uint64_t expected = control;
   const std::uint64_t next = (layout::block_generation(control) + 1) & layout::kBlockGenerationMask;
@@ -276,14 +284,12 @@ ResolvedLoan BlobPool::resolve(const layout::LoanRecord& ref, std::uint64_t wher
   if (ref.generation > current || layout::block_state(control) != BlockState::in_record) {
     return {{}, Errc::bad_ref, 0};
   }
-  // Only in the record the block names (after control: acquire, stored
-  // before the CAS that made this word): another copy is stale. A location
-  // of a move not yet made (its mover's copy is not committed, so no reader
-  // can hold it) leaves the original as the one holder.
-  const std::uint64_t location = load_acquire(descriptor(ref.block).location);
-  if (!layout::move_in_progress(location, control) && !layout::same_record(location, where)) {
-    return {{}, Errc::stale_ref, 0};
-  }
+  // Only in the record the block names: another copy is stale. The word
+  // again after the location: a location read across a change is not this
+  // word's (the block was freed, re-loaned or moved meanwhile).
+  const auto& d = descriptor(ref.block);
+  const std::uint64_t location = load_acquire(d.location[layout::location_index(control)]);
+  if (location != where || load_seq_cst(d.control) != control) return {{}, Errc::stale_ref, 0};
   return {block_bytes(ref.block).subspan(ref.offset, ref.length), Errc{}, control};
 }
 
@@ -366,11 +372,11 @@ std::uint32_t BlobPool::reclaim(BusCore& core) noexcept {
     switch (layout::block_state(control)) {
       case BlockState::owned: orphan = !core.table().is_alive(layout::block_holder(control)); break;
       case BlockState::in_record: {
-        // Location after control (acquire; it was stored before the CAS that
-        // made this word): the record of this very word, or of a move in
-        // progress (moves differ: held), or a newer word's (the CAS fails).
-        const std::uint64_t location = load_acquire(d.location);
-        orphan = !layout::move_in_progress(location, control) && !record_still_holds(core, location);
+        // The location this word selects (stored before the CAS that made
+        // it), trusted only if the word did not change while we read it.
+        const std::uint64_t location = load_acquire(d.location[layout::location_index(control)]);
+        if (load_seq_cst(d.control) != control) break;
+        orphan = !record_still_holds(core, location);
         break;
       }
       default: break;

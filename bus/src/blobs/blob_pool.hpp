@@ -71,6 +71,10 @@ class BlobPool {
   // and the original's done() no longer frees it. False: no room (the block
   // stays with the original, freed by its done()). True once the copy is in.
   bool move_to_dead_letters(Mailbox& dead, const Delivery& delivery, std::uint32_t service) noexcept;
+  // Whether a loan delivery whose ref did not resolve has its block still in
+  // another record of the same generation: a copy the block moved to (a dead
+  // letter moved already), not a block given back.
+  [[nodiscard]] bool moved_on(const Delivery& delivery) const noexcept;
   // in_record(g, m) = `control` -> in_record(g, m + 1) at `location`, whose
   // moves are m + 1 (dead-letter move).
   bool move_record(std::uint32_t block, std::uint64_t control, std::uint64_t location) noexcept;

@@ -47,8 +47,11 @@ Loan& Loan::operator=(Loan&& other) noexcept {
 
 Loan::~Loan() {
   if (!core_) return;  // moved from, or sent
+  // A Loan inherited across fork() is the parent's block: not ours to free.
+  if (!core_->table().joined_here()) return;
   if (auto pool = core_->blobs()) {
-    (*pool)->release(index_, generation_, layout::BlockState::owned);
+    (*pool)->release_word(index_, layout::block_control(layout::BlockState::owned,
+                                                        core_->table().self().value, generation_));
   }
 }
 

@@ -76,6 +76,7 @@ Delivery::Delivery(Delivery&& other) noexcept
       payload_(other.payload_),
       info_(other.info_),
       loan_block_(other.loan_block_),
+      loan_generation_(other.loan_generation_),
       loan_control_(other.loan_control_) {}
 
 Delivery& Delivery::operator=(Delivery&& other) noexcept {
@@ -85,6 +86,7 @@ Delivery& Delivery::operator=(Delivery&& other) noexcept {
     payload_ = other.payload_;
     info_ = other.info_;
     loan_block_ = other.loan_block_;
+    loan_generation_ = other.loan_generation_;
     loan_control_ = other.loan_control_;
   }
   return *this;
@@ -168,7 +170,9 @@ Delivery Receiver::make_delivery(std::uint64_t position) noexcept {
   const detail::ResolvedLoan resolved =
       (*pool)->resolve(ref, layout::record_location(ref.home >> 8, ref.home & 0xff, position));
   info.ref_error = resolved.error;
-  return Delivery(this, resolved.payload, info, ref.block, resolved.control);
+  Delivery delivery(this, resolved.payload, info, ref.block, resolved.control);
+  delivery.loan_generation_ = ref.generation;
+  return delivery;
 }
 
 void Receiver::finish(std::uint64_t position, std::uint32_t loan_block,

@@ -211,6 +211,8 @@ void Server::handle_cast(Handler& handler, Delivery& delivery) noexcept {
       moved = s.dead_letters->try_send(delivery.payload(), {info.type, info.deliveries}).has_value();
     } else if (auto pool = s.core().blobs(); pool && info.ref_error == Errc{}) {
       moved = (*pool)->move_to_dead_letters(*s.dead_letters, delivery, s.link->index);
+    } else if (pool && (*pool)->moved_on(delivery)) {
+      return;  // a mover died after putting it in the list: counted there, or one short
     }
     count(moved ? s.counters().dead_lettered : s.counters().dead_letters_dropped);
     return;

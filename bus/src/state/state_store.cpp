@@ -3,14 +3,21 @@
 // the mapping. No lock, no system call, no copy, whatever the value's size.
 #include "state/state_store.hpp"
 
+#include <chrono>
 #include <cstring>
 #include <thread>
 
 #include "bus/bus_core.hpp"
 #include "shmbus/detail/atomic.hpp"
+#include "shmbus/detail/enforce.hpp"
+#include "shmbus/wait.hpp"
 #include "state/state_segment.hpp"
 
 namespace shmbus::detail {
+
+void StateStore::unpin(std::uint32_t cell) noexcept {
+  if (core_.table().joined_here()) pins_->release(cell);
+}
 
 using layout::VersionState;
 
@@ -67,14 +74,20 @@ std::uint64_t StateStore::pin_current(const layout::KeyEntry& entry, std::uint32
   }
 }
 
-bool StateStore::holds(std::uint64_t handle, std::span<const std::byte>& bytes) const noexcept {
+bool StateStore::holds(std::uint64_t handle, std::span<const std::byte>& bytes,
+                       bool was_current) const noexcept {
   const std::uint32_t index = layout::handle_slot(handle);
   if (index >= layout::kMaxStateVersions) return false;
   const layout::VersionSlot& s = slot(index);
   const std::uint64_t control = load_seq_cst(s.control);
   const VersionState state = layout::version_state_of(control);
   if (layout::version_of(control) != layout::handle_version(handle)) return false;
-  if (state != VersionState::published && state != VersionState::retired) return false;
+  // A pin checked against the key's `current` is seen by every scan marked
+  // after it, so a slot the writer marks `reclaiming` meanwhile stays intact.
+  const bool reclaiming_ok = was_current && state == VersionState::reclaiming;
+  if (state != VersionState::published && state != VersionState::retired && !reclaiming_ok) {
+    return false;
+  }
   // Immutable while pinned, but written by another process: bounds first.
   const std::uint64_t offset = s.value_offset;
   const std::uint64_t size = s.value_size;
@@ -92,6 +105,7 @@ bool StateStore::key_is(const layout::VersionSlot& s, std::string_view key) cons
 }
 
 Expected<Pinned> StateStore::get(std::string_view key) noexcept {
+  SHMBUS_ENFORCE(core_.table().joined_here(), kStateForkedChild);
   if (!valid_state_key(key)) return tl::unexpected(Errc::bad_options);
   const std::uint64_t hash = state_key_hash(key);
   auto cell = pins_->acquire();
@@ -103,7 +117,7 @@ Expected<Pinned> StateStore::get(std::string_view key) noexcept {
     if (entry_hash != hash) continue;
     const std::uint64_t handle = pin_current(entry, *cell);
     std::span<const std::byte> bytes;
-    if (handle != 0 && holds(handle, bytes) && key_is(slot(layout::handle_slot(handle)), key)) {
+    if (handle != 0 && holds(handle, bytes, true) && key_is(slot(layout::handle_slot(handle)), key)) {
       return Pinned{*cell, handle, &slot(layout::handle_slot(handle)), bytes};
     }
   }
@@ -112,6 +126,7 @@ Expected<Pinned> StateStore::get(std::string_view key) noexcept {
 }
 
 Expected<Pinned> StateStore::resolve(std::uint64_t handle) noexcept {
+  SHMBUS_ENFORCE(core_.table().joined_here(), kStateForkedChild);
   const std::uint64_t version = layout::handle_version(handle);
   if (version == 0 || layout::handle_slot(handle) >= layout::kMaxStateVersions ||
       version >= load_seq_cst(header_->next_version)) {
@@ -122,15 +137,26 @@ Expected<Pinned> StateStore::resolve(std::uint64_t handle) noexcept {
   pins_->pin(*cell, handle);
   std::span<const std::byte> bytes;
   // A writer scanning pins right now holds the slot `reclaiming` for one
-  // scan; once it is back to retired our pin protects it. Bounded: a writer
-  // killed mid-scan leaves it reclaiming until the next writer repairs it.
-  for (int tries = 0; tries < (1 << 20); ++tries) {
-    if (tries >= 64) std::this_thread::yield();  // rare: only while a scan runs
+  // scan; once it is back to retired our pin protects it, so wait for a live
+  // scanner (rare: a ref to a superseded version racing a reclaim; a scan is
+  // one pass over the pin lines). A scanner that died mid-scan freed nothing
+  // it had not decided: the version is intact, and our pin is seen by every
+  // later scan.
+  const Deadline give_up = Clock::now() + std::chrono::seconds(1);
+  for (int tries = 0;; ++tries) {
     if (holds(handle, bytes)) return Pinned{*cell, handle, &slot(layout::handle_slot(handle)), bytes};
     const std::uint64_t control = load_seq_cst(slot(layout::handle_slot(handle)).control);
     if (layout::version_of(control) != version ||
         layout::version_state_of(control) != VersionState::reclaiming) {
       break;
+    }
+    const auto scanner = static_cast<std::uint32_t>(load_seq_cst(header_->scanner));
+    if (scanner != 0 && !core_.table().is_alive(scanner) && holds(handle, bytes, true)) {
+      return Pinned{*cell, handle, &slot(layout::handle_slot(handle)), bytes};
+    }
+    if (tries >= 64) {
+      if (Clock::now() >= give_up) break;
+      std::this_thread::yield();
     }
   }
   pins_->release(*cell);
@@ -138,13 +164,14 @@ Expected<Pinned> StateStore::resolve(std::uint64_t handle) noexcept {
 }
 
 std::vector<StateEntry> StateStore::list() {
+  SHMBUS_ENFORCE(core_.table().joined_here(), kStateForkedChild);
   std::vector<StateEntry> entries;
   auto cell = pins_->acquire();
   if (!cell) return entries;  // 15 views held by this process: nothing can be pinned
   for (std::uint32_t i = 0; i < layout::kMaxStateKeys; ++i) {
     const std::uint64_t handle = pin_current(keys_[i], *cell);
     std::span<const std::byte> bytes;
-    if (handle == 0 || !holds(handle, bytes)) continue;
+    if (handle == 0 || !holds(handle, bytes, true)) continue;
     const layout::VersionSlot& s = slot(layout::handle_slot(handle));
     entries.push_back({std::string(s.key, s.key_length), layout::handle_version(handle),
                        bytes.size(), StateRef{handle}});

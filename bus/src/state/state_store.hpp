@@ -20,6 +20,11 @@
 
 namespace shmbus::detail {
 
+// A forked child shares its parent's process slot, pin line and writer
+// identity; using them would let the bus free what the parent still reads.
+inline constexpr const char* kStateForkedChild =
+    "the state segment used in a forked child: attach the bus again in the child";
+
 class BusCore;
 
 // A version held by one of this process's pin cells.
@@ -55,7 +60,8 @@ class StateStore {
   // Readers: no lock, no system call, no allocation.
   [[nodiscard]] Expected<Pinned> get(std::string_view key) noexcept;
   [[nodiscard]] Expected<Pinned> resolve(std::uint64_t handle) noexcept;
-  void unpin(std::uint32_t cell) noexcept { pins_->release(cell); }
+  // In a forked child the pin line is the parent's: it is left alone.
+  void unpin(std::uint32_t cell) noexcept;
   [[nodiscard]] std::vector<StateEntry> list();
   [[nodiscard]] StateUsage usage() const noexcept;
 
@@ -77,7 +83,10 @@ class StateStore {
 
   // Reader helpers (state_store.cpp).
   [[nodiscard]] std::uint64_t pin_current(const layout::KeyEntry& entry, std::uint32_t cell) noexcept;
-  [[nodiscard]] bool holds(std::uint64_t handle, std::span<const std::byte>& bytes) const noexcept;
+  // Whether `handle`'s slot still holds that version (bounds-checked bytes
+  // out). `was_current`: the pin was validated against a key's `current`.
+  [[nodiscard]] bool holds(std::uint64_t handle, std::span<const std::byte>& bytes,
+                           bool was_current = false) const noexcept;
   [[nodiscard]] bool key_is(const layout::VersionSlot& slot, std::string_view key) const noexcept;
 
   // Writer helpers (state_writer.cpp), all under the mutex.

@@ -81,6 +81,7 @@ PutTransaction::~PutTransaction() { abort(); }
 
 void PutTransaction::abort() noexcept {
   if (handle_ != 0) store_->abort(slot_, std::exchange(handle_, 0));
+  bytes_ = {};  // the space is no longer ours to write
 }
 
 flatbuffers::FlatBufferBuilder PutTransaction::builder() {
@@ -128,6 +129,7 @@ Result<StateRef> PutTransaction::publish_range(std::span<const std::byte> range,
     return tl::unexpected(published.error());
   }
   handle_ = 0;
+  bytes_ = {};  // published: immutable from now on
   return StateRef{*published};
 }
 

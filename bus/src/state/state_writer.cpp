@@ -8,6 +8,7 @@
 
 #include "bus/bus_core.hpp"
 #include "shmbus/detail/atomic.hpp"
+#include "shmbus/detail/enforce.hpp"
 #include "shmbus/detail/test_hook.hpp"
 #include "state/state_store.hpp"
 
@@ -74,6 +75,7 @@ void StateStore::repair() noexcept {
       ++mended;
     }
   }
+  std::atomic_ref<std::uint64_t>(header_->scanner).store(0);  // a scan cut short by death
   count(header_->repaired, mended);
 }
 
@@ -89,6 +91,7 @@ std::uint32_t StateStore::reclaim_locked() noexcept {
     candidate[i] = any = true;
   }
   if (!any) return 0;
+  std::atomic_ref<std::uint64_t>(header_->scanner).store(core_.table().self().value);
   SHMBUS_TEST_HOOK(state_reclaim_marked);
   // 2: every live process's pins. The pin before the owner (pins.hpp).
   std::array<bool, layout::kMaxStateVersions> pinned{};
@@ -111,6 +114,7 @@ std::uint32_t StateStore::reclaim_locked() noexcept {
     set_control(slot(i), version, pinned[i] ? VersionState::retired : VersionState::free);
     if (!pinned[i]) ++freed;
   }
+  std::atomic_ref<std::uint64_t>(header_->scanner).store(0);
   count(header_->reclaimed, freed);
   return freed;
 }
@@ -143,12 +147,17 @@ std::optional<std::uint64_t> StateStore::find_extent(std::uint64_t size) const n
     used[n++] = {load_relaxed(slot(i).extent_offset), load_relaxed(slot(i).extent_size)};
   }
   std::sort(used.begin(), used.begin() + static_cast<std::ptrdiff_t>(n));
+  // Extents come from a shared segment: one outside the data area (torn by
+  // a writer killed mid-publish, or corrupt) is never trusted to bound one.
+  const std::uint64_t end = layout::kStateDataOffset + capacity_;
   std::uint64_t at = layout::kStateDataOffset;
   for (std::size_t i = 0; i < n; ++i) {
-    if (used[i].first >= at && used[i].first - at >= size) return at;
-    at = std::max(at, used[i].first + used[i].second);
+    const auto [first, length] = used[i];
+    if (first < layout::kStateDataOffset || first > end || length > end - first) continue;
+    if (first >= at && first - at >= size) return at;
+    at = std::max(at, first + length);
   }
-  if (layout::kStateDataOffset + capacity_ - at >= size) return at;
+  if (at <= end && end - at >= size) return at;
   return std::nullopt;
 }
 
@@ -162,6 +171,7 @@ std::string StateStore::full_detail(std::uint64_t size, const char* what) const 
 }
 
 Result<Reserved> StateStore::reserve(std::string_view key, std::uint64_t size) {
+  SHMBUS_ENFORCE(core_.table().joined_here(), kStateForkedChild);
   if (!writable_) return fail(Errc::permission_denied, "this State was opened read-only");
   if (!valid_state_key(key)) return fail(Errc::bad_options, "a state key has 1 … 63 bytes");
   if (size > capacity_) {
@@ -208,6 +218,7 @@ Result<Reserved> StateStore::reserve(std::string_view key, std::uint64_t size) {
 
 Result<std::uint64_t> StateStore::publish(std::uint32_t index, std::uint64_t handle,
                                           std::span<const std::byte> value, const char* identifier) {
+  SHMBUS_ENFORCE(core_.table().joined_here(), kStateForkedChild);
   RobustLock lock(*mutex_);
   if (!lock.result()) return tl::unexpected(lock.result().error());
   layout::VersionSlot& s = slot(index);
@@ -228,8 +239,10 @@ Result<std::uint64_t> StateStore::publish(std::uint32_t index, std::uint64_t han
   const auto offset = static_cast<std::uint64_t>(value.data() - base_);
   const std::uint64_t start = offset / layout::kStateExtentAlign * layout::kStateExtentAlign;
   const std::uint64_t end = align_up(std::max(offset + value.size(), start + 1), layout::kStateExtentAlign);
-  store_relaxed(s.extent_offset, start);
+  // Size first: every range between the two stores lies inside the old
+  // extent (a writer killed in between leaves no extent past the data).
   store_relaxed(s.extent_size, end - start);
+  store_relaxed(s.extent_offset, start);
   store_relaxed(s.value_offset, offset);
   store_relaxed(s.value_size, std::uint64_t{value.size()});
   if (identifier != nullptr) std::memcpy(s.identifier, identifier, sizeof s.identifier);
@@ -242,13 +255,16 @@ Result<std::uint64_t> StateStore::publish(std::uint32_t index, std::uint64_t han
   const std::uint64_t old = std::atomic_ref<std::uint64_t>(entry->current).exchange(handle);
   SHMBUS_TEST_HOOK(state_publish_swapped);
   // Step 5: the previous version waits for its pins to go.
-  if (old != 0) set_control(slot(layout::handle_slot(old)), layout::handle_version(old), VersionState::retired);
+  if (old != 0 && layout::handle_slot(old) < layout::kMaxStateVersions) {
+    set_control(slot(layout::handle_slot(old)), layout::handle_version(old), VersionState::retired);
+  }
   count(header_->puts);
   reclaim_locked();
   return handle;
 }
 
 void StateStore::abort(std::uint32_t index, std::uint64_t handle) noexcept {
+  if (!core_.table().joined_here()) return;  // the parent's transaction, not ours
   RobustLock lock(*mutex_);
   if (!lock.result()) return;  // unrecoverable mutex: the sweep frees it once we are gone
   layout::VersionSlot& s = slot(index);
@@ -259,6 +275,7 @@ void StateStore::abort(std::uint32_t index, std::uint64_t handle) noexcept {
 }
 
 Result<void> StateStore::remove(std::string_view key) {
+  SHMBUS_ENFORCE(core_.table().joined_here(), kStateForkedChild);
   if (!writable_) return fail(Errc::permission_denied, "this State was opened read-only");
   if (!valid_state_key(key)) return fail(Errc::bad_options, "a state key has 1 … 63 bytes");
   RobustLock lock(*mutex_);
@@ -275,6 +292,7 @@ Result<void> StateStore::remove(std::string_view key) {
 }
 
 Result<std::uint32_t> StateStore::reclaim() {
+  SHMBUS_ENFORCE(core_.table().joined_here(), kStateForkedChild);
   if (!writable_) return fail(Errc::permission_denied, "this State was opened read-only");
   RobustLock lock(*mutex_);
   if (!lock.result()) return tl::unexpected(lock.result().error());

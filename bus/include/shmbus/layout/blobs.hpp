@@ -26,8 +26,8 @@
 //      └──────────────── free(g + 1) ◀─────────────────────────────────┘ receiver's done(),
 //                                        or the reaper finds its record gone (orphan)
 //
-// In state in_record, `location` (one word, written before the CAS that
-// enters in_record, or before the move's CAS) names the record that holds the
+// In state in_record, the location the word selects (location[moves & 1],
+// written before the CAS that made the word) names the record that holds the
 // block: a cell of a service mailbox (service, mailbox, ring position) or a
 // call slot's reply (caller slot, call index, call generation). The block is
 // held exactly while that record still holds the same position (or the slot
@@ -35,8 +35,10 @@
 // its owner, if the record is only claimed, is alive. Every holder passes
 // from "held" to "not held" once and never back, so anyone may check that
 // and CAS an orphan free; the CAS names the full word, so a check that raced
-// with a free, a new loan or a move changes nothing. A record that cannot be
-// checked (its mailbox cannot be mapped here) counts as held.
+// with a free, a new loan or a move changes nothing. Readers load the word,
+// the location, then the word again: a location read across a change of
+// word is never trusted. A record that cannot be checked (its mailbox
+// cannot be mapped here) counts as held.
 //
 // A ref in a record (LoanRecord) names {block, generation, offset, length}: a
 // block freed since carries another generation, so the ref is stale_ref; an
@@ -60,15 +62,18 @@
 //            the record is redelivered with the block still held.
 //   dead-letter move (the mover holds the original taken): 1 claim a cell of
 //            the dead-letter mailbox and write the copy (same block, the dead
-//            mailbox as home); 2 store the new location; 3 CAS in_record(g, m)
-//            -> in_record(g, m + 1); 4 commit the copy; 5 release the original
-//            cell (its done() frees nothing: the word moved on). Nobody else
-//            can free the block meanwhile: both records are held by the live
-//            mover. Dead before 3: the original is redelivered and moved
-//            again. Dead between 3 and 4: the copy's claim is skipped, the
-//            block is an orphan and freed, and the redelivered original is
-//            stale_ref: the cast is counted in dead_letters_dropped (two
-//            deaths in one message's life, counted, never silent).
+//            mailbox as home); 2 store location[(m + 1) & 1]; 3 CAS
+//            in_record(g, m) -> in_record(g, m + 1); 4 commit the copy; 5
+//            release the original cell (its done() frees nothing: the word
+//            moved on). Nobody else can free the block meanwhile: both records
+//            are held by the live mover. Dead before 3: the word still selects
+//            the original's location; it is redelivered and moved again. Dead
+//            between 3 and 4: the copy's claim is skipped, the block is an
+//            orphan and freed, and the redelivered original is stale_ref: the
+//            cast is counted in dead_letters_dropped (two deaths in one
+//            message's life, counted, never silent). Dead between 4 and 5:
+//            the letter is in the list; the redelivered original, stale_ref
+//            with its block still in a record, counts nothing.
 //   reply:   1 the server writes the slot's reply_loan and kReplyLoan (calls.hpp),
 //            stores location (caller's slot), CASes owned -> in_record; 2 it
 //            CASes the slot taken -> replied. The slot holds the block while
@@ -122,12 +127,7 @@ inline constexpr std::uint64_t kBlockHolderMask = (std::uint64_t{1} << 24) - 1;
 // A block's location while in_record, one word:
 //   mailbox record: kind 1 (bits 63..62) | service (bits 61..54) |
 //                   mailbox (bits 53..46: 0 pool, 1 dead letters, 2 + p
-//                   partition p) | moves (bits 45..37: the move count, mod
-//                   512, of the control word it belongs to) | ring position
-//                   (bits 36..0). A mover stores the location of move m + 1
-//                   before its CAS to m + 1: a location whose moves differ
-//                   from the word's is a move in progress (or one whose mover
-//                   died before its CAS), and the block counts as held.
+//                   partition p) | ring position (bits 36..0)
 //   call reply:     kind 2 | caller slot (bits 61..52) | call index
 //                   (bits 51..36) | call generation (bits 35..0)
 enum class LocationKind : std::uint8_t { none = 0, mailbox_record = 1, call_reply = 2 };
@@ -135,24 +135,10 @@ inline constexpr std::uint32_t kPoolMailbox = 0;
 inline constexpr std::uint32_t kDeadLetterMailbox = 1;
 inline constexpr std::uint32_t kFirstPartitionMailbox = 2;
 
-inline constexpr std::uint64_t kLocationMovesMask = std::uint64_t{0x1ff} << 37;
-
 [[nodiscard]] constexpr std::uint64_t record_location(std::uint32_t service, std::uint32_t mailbox,
-                                                      std::uint64_t position,
-                                                      std::uint32_t moves = 0) noexcept {
+                                                      std::uint64_t position) noexcept {
   return (std::uint64_t{1} << 62) | (std::uint64_t{service & 0xff} << 54) |
-         (std::uint64_t{mailbox & 0xff} << 46) | (std::uint64_t{moves & 0x1ff} << 37) |
-         (position & ((std::uint64_t{1} << 37) - 1));
-}
-[[nodiscard]] constexpr std::uint32_t location_moves(std::uint64_t l) noexcept {
-  return static_cast<std::uint32_t>((l & kLocationMovesMask) >> 37);
-}
-// Whether `location` belongs to a move not yet made of the block whose word
-// is `control` (its mover stored it and has not CASed yet, or died first).
-[[nodiscard]] constexpr bool move_in_progress(std::uint64_t location, std::uint64_t control) noexcept;
-// Whether two locations name the same record (whatever move they belong to).
-[[nodiscard]] constexpr bool same_record(std::uint64_t a, std::uint64_t b) noexcept {
-  return (a & ~kLocationMovesMask) == (b & ~kLocationMovesMask);
+         (std::uint64_t{mailbox & 0xff} << 46) | (position & ((std::uint64_t{1} << 37) - 1));
 }
 [[nodiscard]] constexpr std::uint64_t reply_location(std::uint32_t slot, std::uint32_t index,
                                                      std::uint64_t generation) noexcept {
@@ -181,11 +167,19 @@ inline constexpr std::uint64_t kLocationMovesMask = std::uint64_t{0x1ff} << 37;
   return l & ((std::uint64_t{1} << 36) - 1);
 }
 
+// Two location words: the one of a word with move count m is location[m & 1].
+// A mover writes location[(m + 1) & 1], then CASes m -> m + 1, so the word
+// and the location it selects always name the same record — also when the
+// mover dies between the two (the word still selects the old location).
 struct BlockDescriptor {
-  std::uint64_t control;   // see above; CAS only
-  std::uint64_t location;  // in_record only: who holds it (see above)
-  std::uint8_t reserved[48];
+  std::uint64_t control;      // see above; CAS only
+  std::uint64_t location[2];  // in_record only: who holds it (see above)
+  std::uint8_t reserved[40];
 };
+
+[[nodiscard]] constexpr unsigned location_index(std::uint64_t control) noexcept {
+  return block_holder(control) & 1u;
+}
 
 struct BlobClassLine {
   std::uint64_t block_size;    // bytes, a multiple of kBlockAlignment
@@ -224,6 +218,7 @@ inline constexpr std::uint64_t kBlobDescriptorsOffset =
 
 static_assert(std::is_trivially_copyable_v<BlockDescriptor> && std::is_standard_layout_v<BlockDescriptor>);
 static_assert(sizeof(BlockDescriptor) == kCacheLine && offsetof(BlockDescriptor, location) == 8);
+static_assert(location_index(block_control(BlockState::in_record, 3, 0)) == 1);
 static_assert(std::is_trivially_copyable_v<BlobClassLine> && std::is_standard_layout_v<BlobClassLine>);
 static_assert(sizeof(BlobClassLine) == kNoFalseSharing && offsetof(BlobClassLine, free_seq) == 32);
 static_assert(std::is_trivially_copyable_v<BlobPoolHeader> && sizeof(BlobPoolHeader) == 128);
@@ -233,13 +228,7 @@ static_assert(kBlockGenerationShift + 36 == 64 && kBlockHolderShift + 24 == kBlo
 static_assert(block_state(block_control(BlockState::in_record, 0xffffff, ~0ull)) ==
               BlockState::in_record);
 static_assert(location_position(record_location(63, 65, (1ull << 37) - 1)) == (1ull << 37) - 1);
-constexpr bool move_in_progress(std::uint64_t location, std::uint64_t control) noexcept {
-  return location_kind(location) == LocationKind::mailbox_record &&
-         location_moves(location) != (block_holder(control) & 0x1ff);
-}
-
 static_assert(location_mailbox(record_location(63, 65, 0)) == 65);
-static_assert(location_moves(record_location(63, 65, (1ull << 37) - 1, 511)) == 511);
-static_assert(same_record(record_location(1, 2, 3, 4), record_location(1, 2, 3, 5)));
+
 
 }  // namespace shmbus::layout

@@ -133,7 +133,11 @@ struct StateHeader {
   std::uint64_t reclaimed;         // retired versions freed
   std::uint64_t repaired;          // steps of dead writers repaired or undone
   std::uint64_t full;              // puts refused with state_full
-  std::uint8_t reserved[96];
+  // The process reference of the writer scanning pins right now (0: none):
+  // a resolve() that finds a slot `reclaiming` waits for a live scanner, and
+  // knows the version intact if the scanner died mid-scan.
+  std::uint64_t scanner;
+  std::uint8_t reserved[88];
 };
 
 struct KeyEntry {
