@@ -12,4 +12,5 @@
 #include "shmbus/server.hpp"
 #include "shmbus/span_allocator.hpp"
 #include "shmbus/state.hpp"
+#include "shmbus/supervisor.hpp"
 #include "shmbus/wait.hpp"
