@@ -144,19 +144,22 @@ Expected<Pinned> StateStore::resolve(std::uint64_t handle) noexcept {
   // later scan.
   const Deadline give_up = Clock::now() + std::chrono::seconds(1);
   for (int tries = 0;; ++tries) {
-    if (holds(handle, bytes)) return Pinned{*cell, handle, &slot(layout::handle_slot(handle)), bytes};
-    const std::uint64_t control = load_seq_cst(slot(layout::handle_slot(handle)).control);
-    if (layout::version_of(control) != version ||
-        layout::version_state_of(control) != VersionState::reclaiming) {
-      break;
-    }
-    const auto scanner = static_cast<std::uint32_t>(load_seq_cst(header_->scanner));
-    if (scanner != 0 && !core_.table().is_alive(scanner) && holds(handle, bytes, true)) {
-      return Pinned{*cell, handle, &slot(layout::handle_slot(handle)), bytes};
-    }
     if (tries >= 64) {
       if (Clock::now() >= give_up) break;
       std::this_thread::yield();
+    }
+    if (holds(handle, bytes)) return Pinned{*cell, handle, &slot(layout::handle_slot(handle)), bytes};
+    const std::uint64_t control = load_seq_cst(slot(layout::handle_slot(handle)).control);
+    const VersionState state = layout::version_state_of(control);
+    if (layout::version_of(control) != version ||
+        (state != VersionState::reclaiming && state != VersionState::retired &&
+         state != VersionState::published)) {
+      break;  // reclaimed (or a corrupt slot): the version is gone
+    }
+    if (state != VersionState::reclaiming) continue;  // the scan ended meanwhile: look again
+    const auto scanner = static_cast<std::uint32_t>(load_seq_cst(header_->scanner));
+    if (scanner != 0 && !core_.table().is_alive(scanner) && holds(handle, bytes, true)) {
+      return Pinned{*cell, handle, &slot(layout::handle_slot(handle)), bytes};
     }
   }
   pins_->release(*cell);
