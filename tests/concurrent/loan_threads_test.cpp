@@ -76,7 +76,7 @@ void two_senders_two_servers(std::uint32_t blocks, bool loans_wait) {
       // serve() returns after stop(); stop() comes from this thread so the
       // Server is never touched by another thread after it is gone.
       std::thread stopper([&] {
-        while (!stop.load()) std::this_thread::sleep_for(1ms);
+        stop.wait(false);  // blocks until the main thread flips it (no polling)
         server->stop();
       });
       (void)server->serve(handlers[s]);
@@ -119,6 +119,7 @@ void two_senders_two_servers(std::uint32_t blocks, bool loans_wait) {
   EXPECT_TRUE(test::wait_until(20s, [&] { return progress.load() >= expected; }))
       << progress.load() << " of " << expected << " casts handled";
   stop.store(true);
+  stop.notify_all();
   for (auto& t : servers) t.join();
 
   std::vector<std::uint64_t> all;

@@ -11,9 +11,12 @@
 #include "shmbus/state.hpp"
 #include "support/scoped_bus.hpp"
 #include "support/state_pattern.hpp"
+#include "support/wait_until.hpp"
 
 namespace shmbus {
 namespace {
+
+using namespace std::chrono_literals;
 
 TEST(StateThreads, ReadersSeeWholeVersionsWhileAWriterReplacesThem) {
   constexpr std::size_t kSize = 1u << 20;
@@ -55,7 +58,7 @@ TEST(StateThreads, ReadersSeeWholeVersionsWhileAWriterReplacesThem) {
   }
   // Let every reader finish at least one read of the last version.
   const long before = reads.load();
-  while (reads.load() < before + 3) std::this_thread::yield();
+  EXPECT_TRUE(test::wait_until(10s, [&] { return reads.load() >= before + 3; }));  // then stop, join
   stop = true;
   for (auto& thread : threads) thread.join();
   EXPECT_EQ(bad.load(), 0);

@@ -157,6 +157,16 @@ struct Checker : Handler {
   }
 };
 
+// Kills `child`, which holds one block of class `cls` (as a loan or in a
+// record it never committed), and checks the reaper gives exactly that back.
+void kill_and_expect_its_block_back(test::ScopedBus& bus, Child& child, std::size_t cls) {
+  child.kill_9();
+  EXPECT_EQ(child.wait(), 128 + SIGKILL);
+  (void)bus->reclaim_dead();
+  EXPECT_TRUE(all_free(bus.bus())) << pool_text(bus.bus());
+  EXPECT_EQ(pool(bus.bus())[cls].reclaimed, 1u) << pool_text(bus.bus());
+}
+
 // A server started after the sender died skips the dead claim and serves the
 // next cast: only that one (id 2) reaches its handler, whole.
 void expect_a_later_server_skips_the_claim_and_serves(test::ScopedBus& bus) {
@@ -188,12 +198,7 @@ TEST(LoanFault, SenderKilledBeforeCommitLosesNoBlockAndItsClaimIsSkipped) {
   // sender: the reaper leaves it alone.
   (void)bus->reclaim_dead();
   EXPECT_EQ(pool(bus.bus())[0].in_flight, 1u) << pool_text(bus.bus());
-  sender.kill_9();
-  EXPECT_EQ(sender.wait(), 128 + SIGKILL);
-
-  (void)bus->reclaim_dead();
-  EXPECT_TRUE(all_free(bus.bus())) << pool_text(bus.bus());
-  EXPECT_EQ(pool(bus.bus())[0].reclaimed, 1u) << pool_text(bus.bus());
+  kill_and_expect_its_block_back(bus, sender, 0);
   expect_a_later_server_skips_the_claim_and_serves(bus);
 }
 
@@ -206,12 +211,7 @@ TEST(LoanFault, SenderKilledAfterClaimingACellWithItsLoanUnsentLosesNoBlock) {
   ASSERT_TRUE(sender.printed("loaned ")) << sender.output();
   (void)bus->reclaim_dead();
   EXPECT_EQ(pool(bus.bus())[0].loaned, 1u) << "a live sender's loan was taken: " << pool_text(bus.bus());
-  sender.kill_9();
-  EXPECT_EQ(sender.wait(), 128 + SIGKILL);
-
-  (void)bus->reclaim_dead();
-  EXPECT_TRUE(all_free(bus.bus())) << pool_text(bus.bus());
-  EXPECT_EQ(pool(bus.bus())[0].reclaimed, 1u) << pool_text(bus.bus());
+  kill_and_expect_its_block_back(bus, sender, 0);
   expect_a_later_server_skips_the_claim_and_serves(bus);
 }
 

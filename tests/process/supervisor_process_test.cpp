@@ -11,6 +11,7 @@
 #include <atomic>
 #include <cerrno>
 #include <chrono>
+#include <map>
 #include <cstdio>
 #include <fstream>
 #include <mutex>
@@ -170,14 +171,24 @@ TEST(SupervisorTest, CrashingChildFailsWhileOthersKeepRunning) {
 TEST(SupervisorTest, CrashingChildShutsEverythingDown) {
   SupervisorOptions options;
   options.on_failure = OnFailure::shut_down;
+  // The pids from the started events: the crasher can exhaust its restarts
+  // and shut everything down (pids reset to 0) before status() is read.
+  std::mutex mutex;
+  std::map<std::string, pid_t> started;
+  options.on_event = [&](const ChildEvent& e) {
+    std::lock_guard lock(mutex);
+    if (e.kind == ChildEvent::Kind::started) started.emplace(e.name, e.pid);
+  };
   auto crasher = spec("crasher", {"/bin/false"});
   crasher.max_restarts = 2;
   auto supervisor =
       Supervisor::start({sleeper("first"), sleeper("second"), crasher}, options);
   ASSERT_TRUE(supervisor) << supervisor.error().message();
-  const pid_t first = of(*supervisor, "first").pid;
-  const pid_t second = of(*supervisor, "second").pid;
   ASSERT_TRUE(test::wait_until(3s, [&] { return !supervisor->active(); }));
+  const pid_t first = started.at("first");
+  const pid_t second = started.at("second");
+  ASSERT_GT(first, 0);
+  ASSERT_GT(second, 0);
   EXPECT_EQ(of(*supervisor, "crasher").state, ChildState::failed);
   EXPECT_EQ(of(*supervisor, "first").state, ChildState::stopped);
   EXPECT_EQ(of(*supervisor, "second").state, ChildState::stopped);

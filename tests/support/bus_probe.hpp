@@ -48,6 +48,8 @@ class BusProbe {
 
   [[nodiscard]] bool ok() const noexcept { return core_ != nullptr; }
   [[nodiscard]] detail::BusCore& core() const noexcept { return *core_; }
+  // For the library calls that keep the core alive (BlobPool::loan, …).
+  [[nodiscard]] const std::shared_ptr<detail::BusCore>& shared_core() const noexcept { return core_; }
   [[nodiscard]] const detail::ControlView& control() const noexcept { return core_->control(); }
   [[nodiscard]] detail::ProcessTable& table() const noexcept { return core_->table(); }
   [[nodiscard]] detail::CallSlots& call_slots() const noexcept { return core_->call_slots(); }
@@ -63,6 +65,11 @@ class BusProbe {
   [[nodiscard]] Result<Mailbox> pool(const std::string& service) const {
     return detail::MailboxFactory::open(core_, detail::pool_shm_name(*core_, service),
                                         service + "~pool");
+  }
+  // Its dead-letter mailbox, to produce into as a server does.
+  [[nodiscard]] Result<Mailbox> dead_letters(const std::string& service) const {
+    return detail::MailboxFactory::open(core_, detail::dead_letter_shm_name(*core_, service),
+                                        service + "~dead");
   }
 
  private:

@@ -16,7 +16,6 @@
 #include <shmbus/schemas/mailer_reply_generated.h>
 
 #include "blobs/blob_pool.hpp"
-#include "bus/mailbox_factory.hpp"
 #include "shmbus/server.hpp"
 #include "support/bus_probe.hpp"
 #include "support/ring_access.hpp"
@@ -398,8 +397,7 @@ TEST(LoanRace, AReaperDoesNotFreeALoanedReplyStagedBeforeItsReplyCas) {
     StageThenReap(Bus& b, test::BusProbe& p) : bus(b), probe(p) {}
     void handle_call(const Request& request, ReplyWriter&) override {
       // Loaned through the probe: its own mapping and process, as a server's.
-      std::shared_ptr<detail::BusCore> core(std::shared_ptr<detail::BusCore>{}, &probe.core());
-      auto loan = probe.core().blobs().value()->loan(core, 100, {}).value();
+      auto loan = probe.core().blobs().value()->loan(probe.shared_core(), 100, {}).value();
       const auto& info = request.info();
       const auto location = layout::reply_location(layout::ref_slot(info.sender.value),
                                                    layout::correlation_index(info.correlation),
@@ -477,9 +475,7 @@ TEST(LoanRace, ALoanedCastIsNeverInTwoDeadLettersAtOnce) {
   ASSERT_TRUE(probe.ok());
   auto* pool = probe.core().blobs().value();
   const std::uint32_t index = *probe.registry().find("frames");
-  std::shared_ptr<detail::BusCore> core(std::shared_ptr<detail::BusCore>{}, &probe.core());
-  auto dead = detail::MailboxFactory::open(core, detail::dead_letter_shm_name(probe.core(), "frames"),
-                                           "frames~dead");
+  auto dead = probe.dead_letters("frames");
   ASSERT_TRUE(dead);
   auto original_mailbox = probe.pool("frames").value();
   auto original_receiver = original_mailbox.receiver().value();

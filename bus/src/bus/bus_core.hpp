@@ -2,6 +2,7 @@
 // Receiver so that none of them can outlive the mapping it points into.
 #pragma once
 
+#include <atomic>
 #include <memory>
 #include <mutex>
 #include <optional>
@@ -57,6 +58,7 @@ class BusCore {
   std::optional<Registry> registry_;
   std::mutex parts_mutex_;  // maps the blob pool and the state segment once
   std::unique_ptr<BlobPool> blobs_;
+  std::atomic<BlobPool*> blobs_ready_{nullptr};  // blobs_ once mapped: the lock-free path
   std::unique_ptr<StateStore> state_read_;
   std::unique_ptr<StateStore> state_write_;
 };

@@ -170,6 +170,7 @@ inline constexpr std::uint64_t kStateDataOffset =
 static_assert(std::is_trivially_copyable_v<StateHeader> && std::is_standard_layout_v<StateHeader>);
 static_assert(sizeof(StateHeader) == 256 && alignof(StateHeader) == 8);
 static_assert(offsetof(StateHeader, capacity) == 64 && offsetof(StateHeader, next_version) == 104);
+static_assert(offsetof(StateHeader, scanner) == 160);
 static_assert(std::is_trivially_copyable_v<KeyEntry> && std::is_standard_layout_v<KeyEntry>);
 static_assert(sizeof(KeyEntry) == 16 && alignof(KeyEntry) == 8);
 static_assert(std::is_trivially_copyable_v<VersionSlot> && std::is_standard_layout_v<VersionSlot>);
