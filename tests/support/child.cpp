@@ -17,16 +17,35 @@
 namespace shmbus::test {
 
 Child Child::spawn(const std::string& role, const std::vector<std::string>& args) {
+  std::vector<std::string> all{role};
+  all.insert(all.end(), args.begin(), args.end());
+  return exec(SHMBUS_TEST_CHILD, all);
+}
+
+Child Child::exec(const std::string& program, const std::vector<std::string>& args,
+                  const std::vector<std::pair<std::string, std::string>>& env) {
   int fds[2];
   if (::pipe2(fds, O_CLOEXEC) != 0) {
     std::perror("Child::spawn: pipe2");
     std::abort();
   }
-  std::vector<std::string> argv_storage{SHMBUS_TEST_CHILD, role};
+  std::vector<std::string> argv_storage{program};
   argv_storage.insert(argv_storage.end(), args.begin(), args.end());
   std::vector<char*> argv;
   for (auto& arg : argv_storage) argv.push_back(arg.data());
   argv.push_back(nullptr);
+  // The environment is built before fork: the child may only make async-signal-safe calls.
+  std::vector<std::string> env_storage;
+  for (char** e = environ; *e != nullptr; ++e) {
+    const std::string entry(*e);
+    bool replaced = false;
+    for (const auto& [name, value] : env) replaced |= entry.rfind(name + "=", 0) == 0;
+    if (!replaced) env_storage.push_back(entry);
+  }
+  for (const auto& [name, value] : env) env_storage.push_back(name + "=" + value);
+  std::vector<char*> envp;
+  for (auto& entry : env_storage) envp.push_back(entry.data());
+  envp.push_back(nullptr);
   const pid_t parent = ::getpid();
   const pid_t pid = ::fork();
   if (pid < 0) {
@@ -38,8 +57,9 @@ Child Child::spawn(const std::string& role, const std::vector<std::string>& args
     ::prctl(PR_SET_PDEATHSIG, SIGKILL);
     if (::getppid() != parent) ::_exit(120);  // the parent died before prctl took effect
     ::dup2(fds[1], STDOUT_FILENO);            // dup2 clears O_CLOEXEC on the copy
-    ::execv(argv[0], argv.data());
-    std::perror("Child::spawn: execv");
+    if (program != SHMBUS_TEST_CHILD) ::dup2(fds[1], STDERR_FILENO);
+    ::execve(argv[0], argv.data(), envp.data());
+    std::perror("Child::exec: execve");
     ::_exit(127);
   }
   ::setpgid(pid, pid);  // also from the parent: no race with an early kill
@@ -86,6 +106,15 @@ bool Child::printed(const std::string& prefix) {
     at = next + 1;
   }
   return false;
+}
+
+bool Child::said(const std::string& text) {
+  drain();
+  return output_.find(text) != std::string::npos;
+}
+
+void Child::signal(int signal_number) noexcept {
+  if (pid_ > 0 && !reaped_) ::kill(pid_, signal_number);
 }
 
 const std::string& Child::output() {

@@ -12,6 +12,7 @@
 
 #include <chrono>
 #include <string>
+#include <utility>
 #include <vector>
 
 namespace shmbus::test {
@@ -19,6 +20,10 @@ namespace shmbus::test {
 class Child {
  public:
   [[nodiscard]] static Child spawn(const std::string& role, const std::vector<std::string>& args = {});
+  // Any program (the shmbus tool, a worker): stdout and stderr both go to
+  // the pipe; `env` is added to the test's environment.
+  [[nodiscard]] static Child exec(const std::string& program, const std::vector<std::string>& args,
+                                  const std::vector<std::pair<std::string, std::string>>& env = {});
   Child(Child&& other) noexcept;
   Child& operator=(Child&&) = delete;
   ~Child();
@@ -29,11 +34,15 @@ class Child {
   [[nodiscard]] bool reached(const std::string& point);
   // Whether the child printed a line starting with `prefix` (non-blocking).
   [[nodiscard]] bool printed(const std::string& prefix);
+  // Whether the output so far contains `text` anywhere (non-blocking).
+  [[nodiscard]] bool said(const std::string& text);
   // Everything read from the child's stdout so far.
   [[nodiscard]] const std::string& output();
 
   // SIGKILL to the child (not reaped: it may linger as a zombie until wait()).
   void kill_9() noexcept;
+  // Any signal to the child alone (SIGTERM, SIGINT: an ordered shutdown).
+  void signal(int signal_number) noexcept;
   // Reaps the child, waiting up to `timeout`. Returns the exit status, or
   // 128 + signal for a killed child, or -1 if it is still running.
   int wait(std::chrono::milliseconds timeout = std::chrono::seconds(30));

@@ -112,6 +112,17 @@ class Server {
   [[nodiscard]] static Result<Server> start(Bus& bus, std::string_view service,
                                             const ServiceOptions& options);
 
+  // Server::join()
+  //
+  // Joins the pool of a service registered by someone else — a launcher
+  // (`shmbus launch`) registers each service with its configured sizes before
+  // spawning the workers — taking the registered options and checking only
+  // the types: `schema` must name the registered request and reply types
+  // (same hash and identifiers). Fails with no_such_service (not registered),
+  // schema_mismatch, and whatever start() fails with.
+  [[nodiscard]] static Result<Server> join(Bus& bus, std::string_view service,
+                                           const ServiceSchema& schema);
+
   Server(Server&&) noexcept;
   Server& operator=(Server&&) = delete;
   // Leaves the pool: the message in hand (if any) is finished first.

@@ -51,6 +51,17 @@ Result<Server> Server::start(Bus& bus, std::string_view service, const ServiceOp
   return Server(std::move(state));
 }
 
+Result<Server> Server::join(Bus& bus, std::string_view service, const ServiceSchema& schema) {
+  for (auto& info : bus.services()) {
+    if (info.name != service) continue;
+    ServiceOptions options = info.options;  // the registered sizes
+    options.schema = schema;                // start() checks the types against the registry
+    return start(bus, service, options);
+  }
+  return fail(Errc::no_such_service,
+              "service '" + std::string(service) + "' is not registered (a launcher registers it)");
+}
+
 Server::Server(std::unique_ptr<State> state) noexcept : state_(std::move(state)) {}
 Server::Server(Server&&) noexcept = default;
 

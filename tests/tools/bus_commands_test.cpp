@@ -22,7 +22,7 @@ struct CliRun {
   std::string out;
 };
 
-#ifndef SHMBUS_CLI
+#ifndef SHMBUS_CLI  // (the tools suite always defines it)
 #define SHMBUS_CLI ""  // built without the tools (sanitizer stages): the tests skip
 #endif
 
