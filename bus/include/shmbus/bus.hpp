@@ -178,6 +178,16 @@ class Bus {
   // too_many_consumers, not_a_segment, permission_denied or system_error.
   [[nodiscard]] Result<Receiver> dead_letters(std::string_view service);
 
+  // Bus::peek_dead_letters()
+  //
+  // Copies of up to `max` of the service's dead letters, oldest first,
+  // without taking any (Mailbox::peek): RecordInfo::position names each
+  // letter, RecordInfo::correlation is its delivery count. A letter a live
+  // receiver holds (being requeued or dropped) is marked in_flight. Fails
+  // with no_such_service, not_a_segment, permission_denied or system_error.
+  [[nodiscard]] Result<std::vector<PeekedRecord>> peek_dead_letters(std::string_view service,
+                                                                   std::size_t max);
+
   // Every registered service: its servers, queue depth, dead letters and
   // counters, as seen at the moment of the call. Never fails.
   [[nodiscard]] std::vector<ServiceInfo> services() const;

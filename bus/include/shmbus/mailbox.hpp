@@ -31,6 +31,7 @@
 #include <memory>
 #include <span>
 #include <string>
+#include <vector>
 
 #include "shmbus/error.hpp"
 #include "shmbus/layout/ring.hpp"
@@ -87,6 +88,18 @@ struct RecordInfo {
   // (stale_ref, bad_ref, or system_error: the pool cannot be mapped).
   bool loaned = false;
   Errc ref_error = Errc{};
+};
+
+// A copy of a record still in a mailbox (Mailbox::peek): taken by nobody.
+struct PeekedRecord {
+  // As a receiver would see it now; `position` names the record in the ring.
+  // For a loan, ref_error says why the block could not be read (then
+  // `payload` is empty).
+  RecordInfo info;
+  // A live consumer holds it right now (it may be done at any moment); a
+  // record held by a dead consumer is not in flight: it will be redelivered.
+  bool in_flight = false;
+  std::vector<std::byte> payload;  // the payload's bytes (a loan's: the block's)
 };
 
 struct SendOptions {
@@ -268,6 +281,18 @@ class Mailbox {
   // receives; otherwise a snapshot between the two.
   [[nodiscard]] std::uint64_t depth() const noexcept;
   [[nodiscard]] MailboxCounters counters() const noexcept;
+
+  // Mailbox::peek()
+  //
+  // Copies of up to `max` records in the mailbox, oldest first: those waiting
+  // and those a consumer holds. Takes nothing and writes nothing to the
+  // mailbox, so a process killed while peeking changes nothing. A snapshot:
+  // a record consumed while the scan runs is left out, one sent meanwhile may
+  // be in it. Each copy is checked after it was made (the cell still holds
+  // the same record: seqlock-style), so a copy is never torn; a torn or
+  // forged cell is left out. Never fails (allocates: a tool's call, not for
+  // hot paths).
+  [[nodiscard]] std::vector<PeekedRecord> peek(std::size_t max) const;
 
  private:
   friend class Bus;

@@ -11,6 +11,8 @@
 #include <memory>
 #include <optional>
 #include <span>
+#include <utility>
+#include <vector>
 
 #include "process/process_table.hpp"
 #include "segment/segment.hpp"
@@ -26,6 +28,14 @@ namespace shmbus::detail {
 inline void advance(std::uint64_t& hint, std::uint64_t from) noexcept {
   (void)compare_exchange(hint, from, from + 1);
 }
+
+// A copy of one record (Ring::peek_at): its header as read, and its payload.
+struct PeekedCell {
+  std::uint64_t position = 0;
+  layout::CellHeader header{};
+  bool in_flight = false;  // taken by a consumer that is alive
+  std::vector<std::byte> payload;
+};
 
 class Ring {
  public:
@@ -73,6 +83,17 @@ class Ring {
   // One park on the data futex, unless a record is ready; returns at `until`.
   void wait_for_data(std::uint32_t entry, Deadline until) noexcept;
   [[nodiscard]] bool data_ready() const noexcept;
+
+  // ---- non-consuming reads (ring_peek.cpp) ----
+  // The record at `position`, copied out without taking it, if the cell holds
+  // it committed or taken (by anyone) both before and after the copy; nullopt
+  // otherwise (never written, claimed, consumed, or left during the copy).
+  [[nodiscard]] std::optional<PeekedCell> peek_at(std::uint64_t position) const;
+  // Whether the cell still holds the record at `position`, committed or
+  // taken (a check after copying bytes the record refers to, e.g. a loan).
+  [[nodiscard]] bool still_holds(std::uint64_t position) const noexcept;
+  // The positions whose records may still be in the ring: [claimed - capacity, claimed).
+  [[nodiscard]] std::pair<std::uint64_t, std::uint64_t> live_window() const noexcept;
 
   // ---- cells ----
   [[nodiscard]] layout::CellHeader& cell(std::uint64_t position) const noexcept {
