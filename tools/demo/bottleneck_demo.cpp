@@ -1,4 +1,4 @@
-// shmbus_demo — the main job of `./tools/dev demo`: the GenServer's two traps,
+// shmbus_bottleneck_demo — `./tools/dev demo --bottleneck`: the GenServer's two traps,
 // and how shmbus removes them.
 //
 // A mailer service whose send_mail takes 5 ms:
