@@ -10,6 +10,7 @@
 //   65  kExitData     input that does not fit (JSON against a schema, a bad file)
 //   66  kExitNoInput  an input file that cannot be read
 //   69  kExitFailed   the launcher ended because a service failed for good
+//   75  kExitUnhandled the launcher stopped with messages left (queued, dead letters)
 //   78  kExitConfig   a launcher config error (file:line: what is wrong)
 //
 // (64…78 are sysexits.h's values, so shell scripts can tell them apart.)
@@ -29,6 +30,7 @@ inline constexpr int kExitUsage = 64;
 inline constexpr int kExitData = 65;
 inline constexpr int kExitNoInput = 66;
 inline constexpr int kExitFailed = 69;
+inline constexpr int kExitUnhandled = 75;
 inline constexpr int kExitConfig = 78;
 
 // A subcommand: its CLI11 app (a child of the tool's) and what it runs when
