@@ -6,7 +6,9 @@
 //                  call replies with its own payload (untyped) or, with
 //                  --typed 1, the example mailer's EmailSent (handled_by_pid).
 //                  --exit-code N exits N at once instead (a worker that
-//                  cannot start).
+//                  cannot start). --count-file PATH: at exit, appends
+//                  "handled <casts>" to PATH.
+#include <fcntl.h>
 #include <signal.h>
 #include <unistd.h>
 
@@ -52,12 +54,24 @@ class LaunchWorker : public Handler {
   }
   void handle_cast(const Request&) override {
     if (work_us_ > 0) std::this_thread::sleep_for(std::chrono::microseconds(work_us_));
+    ++casts_;
   }
+  [[nodiscard]] long casts() const noexcept { return casts_; }
 
  private:
   long work_us_;
   bool typed_;
+  long casts_ = 0;
 };
+
+void append_count(const std::string& path, long casts) {
+  if (path.empty()) return;
+  const int fd = ::open(path.c_str(), O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644);
+  if (fd < 0) die("cannot open " + path);
+  const std::string line = "handled " + std::to_string(casts) + "\n";
+  (void)!::write(fd, line.data(), line.size());  // one O_APPEND write: never interleaved
+  ::close(fd);
+}
 
 int launch_worker(const ChildArgs& args) {
   if (args.count("exit-code") != 0) std::_Exit(static_cast<int>(arg_number(args, "exit-code", 1)));
@@ -78,6 +92,7 @@ int launch_worker(const ChildArgs& args) {
   LaunchWorker worker(arg_number(args, "work-us", 0), typed);
   (void)server->serve(worker);
   g_server.store(nullptr);
+  append_count(arg_text(args, "count-file"), worker.casts());
   return 0;
 }
 

@@ -246,7 +246,6 @@ ServiceConfig parse_service(Fields& service, const LaunchConfig& config, const S
   if (!valid_name(out.name)) {
     service.fail(service.get("name"), "name '" + out.name + "' must be 1 … 48 characters of [A-Za-z0-9_-]");
   }
-  service.set_context("[[service]] '" + out.name + "'");
   out.command = parse_command(service, config);
   out.servers = u32(service.integer("servers", 1, 64).value_or(1));
   out.restart = parse_restart(service);
@@ -277,12 +276,18 @@ void parse_services(const toml::table& root, const Reader& reader, LaunchConfig&
   }
   std::map<std::string, int> seen;
   for (const toml::node& element : *array) {
-    Fields fields(reader, *element.as_table(), "[[service]]", kServiceKeys);
-    ServiceConfig service = parse_service(fields, config, defaults);
-    if (auto [it, fresh] = seen.emplace(service.name, service.line); !fresh) {
-      fields.fail(fields.get("name"), "duplicate service name (first at line " + std::to_string(it->second) + ")");
+    const toml::table& table = *element.as_table();
+    // Named in every message, the unknown keys' included.
+    const auto* name = table.get_as<std::string>("name");
+    Fields fields(reader, table, name ? "[[service]] '" + name->get() + "'" : "[[service]]",
+                  kServiceKeys);
+    const int line = fields.line();
+    if (name != nullptr) {
+      if (auto [it, fresh] = seen.emplace(name->get(), line); !fresh) {
+        fields.fail(name, "duplicate service name (first at line " + std::to_string(it->second) + ")");
+      }
     }
-    config.services.push_back(std::move(service));
+    config.services.push_back(parse_service(fields, config, defaults));
   }
 }
 

@@ -40,7 +40,6 @@ class Fields {
 
   [[nodiscard]] const Reader& reader() const noexcept { return reader_; }
   [[nodiscard]] const std::string& context() const noexcept { return context_; }
-  void set_context(std::string context) { context_ = std::move(context); }
   [[nodiscard]] int line() const noexcept { return static_cast<int>(table_.source().begin.line); }
 
   [[nodiscard]] const toml::node* get(const char* key) const { return table_.get(key); }

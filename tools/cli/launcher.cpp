@@ -30,6 +30,7 @@ using namespace std::chrono_literals;
 
 constexpr auto kReadyTimeout = 10s;
 constexpr auto kTick = 20ms;
+constexpr auto kIdleTick = 1000ms;  // nothing to watch but events and signals
 
 void say(const std::string& line) {
   std::fputs((line + "\n").c_str(), stdout);
@@ -130,7 +131,10 @@ class Launch {
     supervisor_.emplace(std::move(*supervisor));
     const auto ready_deadline = Clock::now() + kReadyTimeout;
     while (true) {
-      const int signal_number = wait(ready_ ? -1 : static_cast<int>(kTick.count()));
+      // A shut_down failure ends in active() turning false just after the
+      // last event: look again soon rather than wait for an event.
+      const bool soon = !ready_ || !printer_.failed_services().empty();
+      const int signal_number = wait(static_cast<int>(soon ? kTick.count() : kIdleTick.count()));
       if (!ready_) check_ready(Clock::now() >= ready_deadline);
       if (signal_number != 0) return shut_down(signal_number);
       if (!supervisor_->active()) return shut_down(0);

@@ -1,0 +1,243 @@
+// `shmbus launch` as a user runs it: real launcher, real workers (the test
+// child's launch_worker role), real signals. Every test ends with its bus
+// removed (by the launcher, or by `shmbus gc` after a killed launcher).
+#include <gtest/gtest.h>
+
+#include <signal.h>
+#include <sys/types.h>
+
+#include <cstdint>
+#include <fstream>
+#include <set>
+#include <sstream>
+#include <string>
+#include <vector>
+
+#include "launch_support.hpp"
+#include "shmbus/bus.hpp"
+#include "shmbus/client.hpp"
+#include "support/scoped_bus.hpp"
+#include "support/wait_until.hpp"
+#include "tool_run.hpp"
+
+namespace shmbus {
+namespace {
+
+using namespace std::chrono_literals;
+using test::bus_exists;
+
+constexpr auto kReady = 15s;
+
+// One [[service]] running the test child's launch_worker role.
+std::string worker_service(const std::string& name, int servers, const std::string& worker_args,
+                           const std::string& extra = "") {
+  return "\n[[service]]\nname = \"" + name + "\"\nservers = " + std::to_string(servers) +
+         "\ncommand = [\"" SHMBUS_TEST_CHILD "\", \"launch_worker\"" + worker_args + "]\n" + extra;
+}
+
+std::vector<int> live_pids(Bus& bus, const std::string& service) {
+  std::vector<int> pids;
+  for (const auto& info : bus.services()) {
+    if (info.name != service) continue;
+    for (const auto& server : info.servers) {
+      if (server.alive && !server.leaving) pids.push_back(server.pid);
+    }
+  }
+  return pids;
+}
+
+// "handled N" lines the workers appended to `text`, summed.
+long handled(const std::string& text) {
+  std::istringstream in(text);
+  std::string word;
+  long sum = 0, n = 0;
+  while (in >> word >> n) sum += n;
+  return sum;
+}
+
+// Gone, or a zombie nobody reaped yet: not running any more.
+bool ended(int pid) {
+  std::ifstream stat("/proc/" + std::to_string(pid) + "/stat");
+  std::string line;
+  if (!std::getline(stat, line)) return true;
+  const auto paren = line.rfind(')');
+  return paren != std::string::npos && paren + 2 < line.size() && line[paren + 2] == 'Z';
+}
+
+class LaunchTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    if (std::string(SHMBUS_CLI).empty()) GTEST_SKIP() << "built without the shmbus tool";
+  }
+  void TearDown() override {
+    if (bus_exists(bus_)) (void)Bus::remove(bus_);  // only after a failed test
+  }
+  // Writes the config (a [bus] table with `bus_lines`, then `services`).
+  std::string config(const std::string& bus_lines, const std::string& services) {
+    return dir_.write("launch.toml",
+                      "[bus]\nname = \"" + bus_ + "\"\n" + bus_lines + services);
+  }
+  // Starts the launcher and waits for its ready line.
+  test::Child launch(const std::string& file) {
+    test::Child launcher = test::start_tool({"launch", file});
+    EXPECT_TRUE(test::wait_until(kReady, [&] { return launcher.printed("ready: bus '" + bus_ + "'"); }))
+        << launcher.output();
+    return launcher;
+  }
+  Bus attach() {
+    auto bus = Bus::attach(bus_, {.ready_timeout = 5s, .label = "launch test"});
+    EXPECT_TRUE(bus) << bus.error().message();
+    return std::move(*bus);
+  }
+  test::ConfigDir dir_;
+  std::string bus_ = test::unique_bus_name();
+};
+
+TEST_F(LaunchTest, AKilledWorkerIsRestartedAndTheStatusCountsIt) {
+  test::Child launcher = launch(config("", worker_service("echo", 2, "")));
+  {
+    Bus bus = attach();
+    std::vector<int> before;
+    ASSERT_TRUE(test::wait_until(5s, [&] { return (before = live_pids(bus, "echo")).size() == 2; }));
+    ASSERT_EQ(::kill(before[0], SIGKILL), 0);
+    // A replacement joins: two live servers again, the killed one not among them.
+    ASSERT_TRUE(test::wait_until(5s, [&] {
+      const auto now = live_pids(bus, "echo");
+      return now.size() == 2 && std::find(now.begin(), now.end(), before[0]) == now.end();
+    })) << launcher.output();
+    EXPECT_TRUE(test::wait_until(5s, [&] { return launcher.said(": exited (killed by SIGKILL); restarted as pid "); }))
+        << launcher.output();
+    EXPECT_TRUE(test::wait_until(5s, [&] {
+      const auto a = test::status_restarts(bus, "echo.0"), b = test::status_restarts(bus, "echo.1");
+      return a && b && *a + *b == 1;
+    })) << "the status value does not show the restart";
+    auto service = bus.service("echo");
+    ASSERT_TRUE(service) << service.error().message();
+    const std::string text = "ping";
+    auto reply = service->call(std::as_bytes(std::span(text)), {.deadline = deadline_in(5s)});
+    ASSERT_TRUE(reply) << to_string(reply.error());
+  }
+  launcher.signal(SIGTERM);
+  EXPECT_EQ(launcher.wait(10s), 0) << launcher.output();
+  EXPECT_TRUE(launcher.printed("unhandled: none")) << launcher.output();
+  EXPECT_FALSE(bus_exists(bus_));
+}
+
+TEST_F(LaunchTest, AFailingServiceIsReportedAndTheOthersKeepServing) {
+  test::Child launcher = launch(config(
+      "on_failure = \"keep_others\"\n",
+      worker_service("good", 1, "") +
+          worker_service("bad", 1, ", \"--exit-code\", \"1\"", "max_restarts = 2\nwithin = 5\n")));
+  EXPECT_TRUE(test::wait_until(10s, [&] {
+    return launcher.printed("service 'bad' failed: bad.0 exceeded 2 restarts in 5 s (last exit: code 1)");
+  })) << launcher.output();
+  EXPECT_TRUE(launcher.said("service 'bad' has 0 of 1 live servers (failed)")) << launcher.output();
+  {
+    Bus bus = attach();
+    auto service = bus.service("good");
+    ASSERT_TRUE(service) << service.error().message();
+    const std::string text = "still here";
+    auto reply = service->call(std::as_bytes(std::span(text)), {.deadline = deadline_in(5s)});
+    ASSERT_TRUE(reply) << to_string(reply.error());
+  }
+  launcher.signal(SIGTERM);
+  EXPECT_EQ(launcher.wait(10s), 69) << launcher.output();
+  EXPECT_FALSE(bus_exists(bus_));
+}
+
+TEST_F(LaunchTest, AFailingServiceUnderShutDownStopsEverything) {
+  test::Child launcher = test::start_tool({"launch", config(
+      "on_failure = \"shut_down\"\n",
+      worker_service("good", 1, "") +
+          worker_service("bad", 1, ", \"--exit-code\", \"1\"", "max_restarts = 1\n"))});
+  EXPECT_EQ(launcher.wait(15s), 69) << launcher.output();
+  EXPECT_TRUE(launcher.printed("service 'bad' failed: bad.0 exceeded 1 restarts in 5 s")) << launcher.output();
+  EXPECT_TRUE(launcher.printed("good.0: stopped")) << launcher.output();
+  EXPECT_FALSE(bus_exists(bus_));
+}
+
+TEST_F(LaunchTest, ASecondLaunchOfARunningBusIsRefused) {
+  const std::string file = config("", worker_service("echo", 1, ""));
+  test::Child launcher = launch(file);
+  const test::ToolRun again = test::run_tool({"launch", file}, 10s);
+  EXPECT_EQ(again.status, static_cast<int>(Errc::bus_exists)) << again.out;
+  EXPECT_NE(again.out.find("bus '" + bus_ + "' is already running (launcher pid " +
+                           std::to_string(launcher.pid()) + ")"),
+            std::string::npos)
+      << again.out;
+  EXPECT_TRUE(bus_exists(bus_)) << "the refused launch removed the running bus";
+  launcher.signal(SIGTERM);
+  EXPECT_EQ(launcher.wait(10s), 0) << launcher.output();
+  EXPECT_FALSE(bus_exists(bus_));
+}
+
+// Casts `count` messages to `service`; every one must be accepted.
+void cast_all(Bus& bus, const std::string& name, int count) {
+  auto service = bus.service(name);
+  ASSERT_TRUE(service) << service.error().message();
+  for (int i = 0; i < count; ++i) {
+    const std::string text = "cast " + std::to_string(i);
+    auto cast = service->cast(std::as_bytes(std::span(text)));
+    ASSERT_TRUE(cast) << "cast " << i << ": " << to_string(cast.error());
+  }
+}
+
+TEST_F(LaunchTest, SigtermDrainsEveryAcceptedCastBeforeStopping) {
+  constexpr int kCasts = 200;  // 2 servers × 2 ms each: about 0.2 s of work
+  test::Child launcher = launch(config(
+      "drain_grace = 10.0\n",
+      worker_service("slow", 2, ", \"--work-us\", \"2000\", \"--count-file\", \"${CONFIG_DIR}/handled\"",
+                     "mailbox_capacity = 256\n")));
+  {
+    Bus bus = attach();
+    cast_all(bus, "slow", kCasts);
+  }
+  launcher.signal(SIGTERM);
+  EXPECT_EQ(launcher.wait(20s), 0) << launcher.output();
+  EXPECT_TRUE(launcher.printed("stopping: drained")) << launcher.output();
+  EXPECT_TRUE(launcher.printed("unhandled: none")) << launcher.output();
+  EXPECT_EQ(handled(dir_.read("handled")), kCasts) << dir_.read("handled");
+  EXPECT_FALSE(bus_exists(bus_));
+}
+
+TEST_F(LaunchTest, ADrainGraceTooShortReportsWhatIsLeft) {
+  constexpr int kCasts = 100;  // 1 server × 20 ms each: 2 s of work, 0.1 s of grace
+  test::Child launcher = launch(config(
+      "drain_grace = 0.1\n",
+      worker_service("slow", 1, ", \"--work-us\", \"20000\", \"--count-file\", \"${CONFIG_DIR}/handled\"",
+                     "mailbox_capacity = 128\n")));
+  {
+    Bus bus = attach();
+    cast_all(bus, "slow", kCasts);
+  }
+  launcher.signal(SIGTERM);
+  EXPECT_EQ(launcher.wait(20s), 75) << launcher.output();
+  const long done = handled(dir_.read("handled"));
+  EXPECT_LT(done, kCasts);
+  // Nothing lost silently: what was not handled is reported as queued.
+  EXPECT_TRUE(launcher.printed("unhandled: service 'slow': " + std::to_string(kCasts - done) +
+                               " queued, 0 dead letters"))
+      << "handled " << done << "\n" << launcher.output();
+  EXPECT_FALSE(bus_exists(bus_));
+}
+
+TEST_F(LaunchTest, AKilledLauncherTakesItsWorkersAndGcRemovesItsBus) {
+  test::Child launcher = launch(config("", worker_service("echo", 2, "")));
+  std::vector<int> workers;
+  {
+    Bus bus = attach();
+    ASSERT_TRUE(test::wait_until(5s, [&] { return (workers = live_pids(bus, "echo")).size() == 2; }));
+  }
+  launcher.kill_9();
+  (void)launcher.wait(5s);
+  for (int pid : workers) {
+    EXPECT_TRUE(test::wait_until(5s, [&] { return ended(pid); })) << "worker " << pid << " outlived its launcher";
+  }
+  EXPECT_TRUE(bus_exists(bus_)) << "a killed launcher cannot remove its bus";
+  const test::ToolRun gc = test::run_tool({"gc", "--min-age", "0", bus_}, 10s);
+  EXPECT_EQ(gc.status, 0) << gc.out;
+  EXPECT_FALSE(bus_exists(bus_)) << gc.out;
+}
+
+}  // namespace
+}  // namespace shmbus
