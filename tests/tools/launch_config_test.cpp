@@ -100,6 +100,17 @@ TEST_F(LaunchConfigTest, ABadValueIsRefusedWithWhatWouldBeRight) {
        config_text(bus_, "", "schema = \"no/such.fbs\"\nrequest = \"a.B\"\nreply = \"a.C\"\n"
                              "request_id = \"ABCD\"\nreply_id = \"EFGH\"\n"),
        "7:10: [[service]] 'svc': schema file 'no/such.fbs' not found"},
+      {"schema lacks the type",
+       config_text(bus_, "", "schema = \"examples/mailer.fbs\"\nrequest = \"shmbus.examples.mailer.NoSuchType\"\n"
+                             "reply = \"shmbus.examples.mailer.EmailSent\"\n"),
+       "7:10: [[service]] 'svc': "},
+      {"identifier differs from the schema's",
+       config_text(bus_, "", "schema = \"examples/mailer.fbs\"\nrequest = \"shmbus.examples.mailer.SendEmail\"\n"
+                             "reply = \"shmbus.examples.mailer.EmailSent\"\nrequest_id = \"MAIX\"\n"),
+       "10:14: [[service]] 'svc': request_id 'MAIX' differs from the schema's file_identifier 'MAIL'"},
+      {"typed without schema needs ids",
+       config_text(bus_, "", "request = \"a.B\"\nreply = \"a.C\"\n"),
+       "4: [[service]] 'svc': missing required field 'request_id'"},
   };
   for (const auto& bad : cases) expect_refused(bad);
 }
@@ -117,8 +128,7 @@ TEST_F(LaunchConfigTest, AGoodConfigPassesTheCheckAndStartsNothing) {
                                "servers = 2\nwithin = 2.5\nenv = { WHERE = \"${CONFIG_DIR}\" }\n"
                                "schema = \"examples/mailer.fbs\"\n"
                                "request = \"shmbus.examples.mailer.SendEmail\"\n"
-                               "reply = \"shmbus.examples.mailer.EmailSent\"\n"
-                               "request_id = \"MAIL\"\nreply_id = \"MALR\"\n"));
+                               "reply = \"shmbus.examples.mailer.EmailSent\"\n"));
   const test::ToolRun run = test::run_tool({"launch", "--check", file}, 10s);
   EXPECT_EQ(run.status, 0) << run.out;
   EXPECT_NE(run.out.find("config ok: bus '" + bus_ + "'"), std::string::npos) << run.out;

@@ -16,6 +16,8 @@
 #include "launch_support.hpp"
 #include "shmbus/bus.hpp"
 #include "shmbus/client.hpp"
+#include "shmbus/schemas/mailer_generated.h"
+#include "shmbus/schemas/mailer_reply_generated.h"
 #include "support/scoped_bus.hpp"
 #include "support/wait_until.hpp"
 #include "tool_run.hpp"
@@ -120,6 +122,42 @@ TEST_F(LaunchTest, AKilledWorkerIsRestartedAndTheStatusCountsIt) {
   launcher.signal(SIGTERM);
   EXPECT_EQ(launcher.wait(10s), 0) << launcher.output();
   EXPECT_TRUE(launcher.printed("unhandled: none")) << launcher.output();
+  EXPECT_FALSE(bus_exists(bus_));
+}
+
+TEST_F(LaunchTest, ATypedServiceIsRegisteredAsItsWorkersDeclareIt) {
+  namespace mailer = shmbus::examples::mailer;
+  // No ids in the config: they come from the schema files ("MAIL", "MALR"),
+  // and the registered hash must be what ServiceSchema::of computes, or the
+  // workers' Server::join would fail with schema_mismatch.
+  test::Child launcher = launch(config(
+      "", worker_service("mailer", 2, ", \"--typed\", \"1\"",
+                         "schema = \"examples/mailer.fbs\"\n"
+                         "request = \"shmbus.examples.mailer.SendEmail\"\n"
+                         "reply = \"shmbus.examples.mailer.EmailSent\"\n")));
+  EXPECT_TRUE(launcher.printed("ready: bus '" + bus_ + "' (1 service, 2 servers;")) << launcher.output();
+  {
+    Bus bus = attach();
+    const auto expected = ServiceSchema::of<mailer::SendEmail, mailer::EmailSent>("MAIL", "MALR");
+    for (const auto& info : bus.services()) {
+      EXPECT_EQ(info.options.schema.hash, expected.hash);
+      EXPECT_EQ(info.options.schema.path, "examples/mailer.fbs");
+      EXPECT_EQ(info.options.schema.request_type, "shmbus.examples.mailer.SendEmail");
+    }
+    auto service = bus.service("mailer");
+    ASSERT_TRUE(service) << service.error().message();
+    flatbuffers::FlatBufferBuilder builder;
+    builder.Finish(mailer::CreateSendEmailDirect(builder, "a@example.org", "A", "s", "b", nullptr, 7), "MAIL");
+    auto reply = service->call(std::as_bytes(std::span(builder.GetBufferPointer(), builder.GetSize())),
+                               {.deadline = deadline_in(5s)});
+    ASSERT_TRUE(reply) << to_string(reply.error());
+    MessageBuffer scratch;
+    auto sent = reply->read<mailer::EmailSent>("MALR", scratch);
+    ASSERT_TRUE(sent) << to_string(sent.error());
+    EXPECT_EQ((*sent)->message_id(), 7u);
+  }
+  launcher.signal(SIGINT);
+  EXPECT_EQ(launcher.wait(10s), 0) << launcher.output();
   EXPECT_FALSE(bus_exists(bus_));
 }
 

@@ -18,6 +18,7 @@
 
 #include "launch_fields.hpp"
 #include "launch_values.hpp"
+#include "schema_files.hpp"
 
 namespace shmbus::tools {
 
@@ -204,12 +205,39 @@ std::vector<std::pair<std::string, std::string>> parse_env(Fields& service, cons
   return env;
 }
 
-std::array<char, 5> identifier(Fields& service, const char* key) {
+// The identifier `key` names, else the schema file's (`from_file`, '\0's
+// when it has none: then the key is required). Zero-terminated.
+std::array<char, 5> identifier(Fields& service, const char* key, std::array<char, 4> from_file) {
   std::array<char, 5> id{};
-  const std::string text = service.required_text(key);
-  if (text.size() != 4) service.fail(service.get(key), std::string(key) + " must be 4 characters (a FlatBuffers file_identifier)");
-  std::copy(text.begin(), text.end(), id.begin());
+  const auto text = service.text(key);
+  if (!text) {
+    if (from_file[0] == '\0') service.missing(key);  // no schema, or one without file_identifier
+    std::copy(from_file.begin(), from_file.end(), id.begin());
+    return id;
+  }
+  if (text->size() != 4) {
+    service.fail(service.get(key), std::string(key) + " must be 4 characters (a FlatBuffers file_identifier)");
+  }
+  if (from_file[0] != '\0' && !std::equal(text->begin(), text->end(), from_file.begin())) {
+    service.fail(service.get(key), std::string(key) + " '" + *text + "' differs from the schema's file_identifier '" +
+                                       std::string(from_file.begin(), from_file.end()) +
+                                       "' (workers built from the schema would not match)");
+  }
+  std::copy(text->begin(), text->end(), id.begin());
   return id;
+}
+
+// Finds and parses the schema file; checks both types are tables there.
+LoadedSchema load_service_schema(Fields& service, const std::string& path,
+                                 const ServiceSchema& schema, const LaunchConfig& config) {
+  const auto location = locate_schema_file(path, config.dir);
+  if (!location) {
+    service.fail(service.get("schema"), "schema file '" + path + "' not found (searched $SHMBUS_SCHEMA_PATH, " +
+                                            "the installed and source schema directories, and the config's directory)");
+  }
+  auto loaded = load_schema(location->file, schema.request_type, schema.reply_type);
+  if (!loaded) service.fail(service.get("schema"), loaded.error().detail);
+  return std::move(*loaded);
 }
 
 ServiceSchema parse_schema(Fields& service, const LaunchConfig& config) {
@@ -221,17 +249,20 @@ ServiceSchema parse_schema(Fields& service, const LaunchConfig& config) {
     }
     return schema;  // untyped
   }
-  if (path) {
-    if (!find_schema_file(*path, config.dir)) {
-      service.fail(service.get("schema"), "schema file '" + *path + "' not found (searched $SHMBUS_SCHEMA_PATH, " +
-                                              "the installed and source schema directories, and the config's directory)");
-    }
-    schema.path = *path;
-  }
   schema.request_type = service.required_text("request");
   schema.reply_type = service.required_text("reply");
-  const auto request_id = identifier(service, "request_id");
-  const auto reply_id = identifier(service, "reply_id");
+  std::array<char, 4> request_from_file{}, reply_from_file{};
+  if (path) {
+    const LoadedSchema loaded = load_service_schema(service, *path, schema, config);
+    request_from_file = loaded.request_identifier;
+    reply_from_file = loaded.reply_identifier;
+    // Tools look a relative path up on their search path: keep it relative
+    // when that is where it was found.
+    const auto location = locate_schema_file(*path, config.dir);
+    schema.path = location->on_search_path ? *path : location->file;
+  }
+  const auto request_id = identifier(service, "request_id", request_from_file);
+  const auto reply_id = identifier(service, "reply_id", reply_from_file);
   std::copy_n(request_id.begin(), 4, schema.request_identifier.begin());
   std::copy_n(reply_id.begin(), 4, schema.reply_identifier.begin());
   schema.hash = detail::schema_hash(schema.request_type, request_id.data(), schema.reply_type,

@@ -37,8 +37,8 @@
 //   schema = "examples/mailer.fbs"                    # optional: the request's .fbs
 //   request = "shmbus.examples.mailer.SendEmail"      # required with schema
 //   reply = "shmbus.examples.mailer.EmailSent"        # required with schema
-//   request_id = "MAIL"                               # file identifiers (4 characters)
-//   reply_id = "MALR"
+//   request_id = "MAIL"                               # optional: default from the schema
+//   reply_id = "MALR"                                 #   files' file_identifier
 //   env = { KEY = "value" }
 //
 // A command's program without '/' is looked up in the directory of the shmbus
@@ -46,8 +46,11 @@
 // '/' and relative, it is relative to the config file's directory. A schema
 // path is looked up in $SHMBUS_SCHEMA_PATH (':'-separated), the installed
 // share/shmbus/schemas, then the source tree's schemas/ (a build tree), and
-// relative to the config file's directory. Without `schema` the service is
-// untyped (any bytes).
+// relative to the config file's directory; it is parsed (FlatBuffers' Parser)
+// and must define `request` and `reply` as tables. Without `schema` the
+// service is untyped (any bytes), unless `request`/`reply` are given with
+// both ids. The schema hash registered is the one a worker's
+// ServiceSchema::of<Request, Reply>(request_id, reply_id) computes.
 #pragma once
 
 #include <sys/types.h>

@@ -1,6 +1,8 @@
 // launch_values.cpp — sizes, ${VAR}, program and schema look-ups for launch_config.cpp.
 #include "launch_values.hpp"
 
+#include "schema_files.hpp"
+
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -128,28 +130,20 @@ std::optional<std::string> find_program(const std::string& program, const std::s
   return std::nullopt;
 }
 
-std::vector<std::string> launch_schema_dirs() {
-  std::vector<std::string> dirs;
-  if (const char* path = std::getenv("SHMBUS_SCHEMA_PATH"); path != nullptr) dirs = split(path, ':');
-#ifdef SHMBUS_INSTALLED_SCHEMA_DIR
-  dirs.emplace_back(SHMBUS_INSTALLED_SCHEMA_DIR);
-#endif
-#ifdef SHMBUS_SOURCE_SCHEMA_DIR
-  dirs.emplace_back(SHMBUS_SOURCE_SCHEMA_DIR);
-#endif
-  return dirs;
-}
-
-std::optional<std::string> find_schema_file(const std::string& path, const std::string& config_dir) {
+std::optional<SchemaLocation> locate_schema_file(const std::string& path,
+                                                 const std::string& config_dir) {
   if (path.empty()) return std::nullopt;
-  if (path.front() == '/') return is_file(path) ? std::optional<std::string>(path) : std::nullopt;
-  std::vector<std::string> dirs = launch_schema_dirs();
-  dirs.push_back(config_dir);
-  for (const auto& dir : dirs) {
-    const std::string candidate = dir + "/" + path;
-    if (is_file(candidate)) return std::filesystem::path(candidate).lexically_normal().string();
+  if (path.front() == '/') {
+    if (!is_file(path)) return std::nullopt;
+    return SchemaLocation{path, false};
   }
-  return std::nullopt;
+  for (const auto& dir : schema_search_path()) {
+    const auto candidate = dir / path;
+    if (is_file(candidate.string())) return SchemaLocation{candidate.lexically_normal().string(), true};
+  }
+  const std::string beside = config_dir + "/" + path;
+  if (!is_file(beside)) return std::nullopt;
+  return SchemaLocation{std::filesystem::path(beside).lexically_normal().string(), false};
 }
 
 std::string nearest(std::string_view word, const std::vector<std::string>& candidates) {

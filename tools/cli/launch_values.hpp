@@ -30,14 +30,15 @@ namespace shmbus::tools {
 [[nodiscard]] std::optional<std::string> find_program(const std::string& program,
                                                       const std::string& config_dir);
 
-// The schema search path: $SHMBUS_SCHEMA_PATH's entries, the installed
-// schema directory, the source tree's.
-[[nodiscard]] std::vector<std::string> launch_schema_dirs();
-
-// The absolute path of the schema file `path` (absolute, on the search path,
-// or relative to `config_dir`), or nullopt.
-[[nodiscard]] std::optional<std::string> find_schema_file(const std::string& path,
-                                                          const std::string& config_dir);
+// The schema file `path`: itself when absolute, else the first found on the
+// schema search path (schema_files.hpp), then relative to `config_dir`; the
+// flag says whether the search path found it. nullopt when nowhere.
+struct SchemaLocation {
+  std::string file;          // absolute or as found on the search path
+  bool on_search_path = false;
+};
+[[nodiscard]] std::optional<SchemaLocation> locate_schema_file(const std::string& path,
+                                                               const std::string& config_dir);
 
 // The candidate closest to `word` (edit distance ≤ 2, or a prefix), or "".
 [[nodiscard]] std::string nearest(std::string_view word, const std::vector<std::string>& candidates);
