@@ -14,6 +14,8 @@
 #include <string>
 #include <thread>
 
+#include <shmbus/schemas/echo_generated.h>
+
 #include "shmbus/shmbus.hpp"
 #include "support/child.hpp"
 #include "support/scoped_bus.hpp"
@@ -225,6 +227,41 @@ TEST_F(CallTest, RawBytesGoToAServiceWithoutASchema) {
   EXPECT_EQ(json.status, 64) << json.out;
   EXPECT_NE(json.out.find("has no schema"), std::string::npos) << json.out;
 
+  server->stop();
+  serving.join();
+}
+
+// An echo service whose server replies with bytes that carry the reply's
+// identifier but are no EchoReply: the tool must not print them as one.
+class Liar : public Handler {
+ public:
+  void handle_call(const Request&, ReplyWriter& reply) override {
+    const unsigned char bytes[] = {0xf0, 0xff, 0xff, 0x0f, 'E', 'C', 'H', 'R'};  // root far outside
+    (void)reply.assign(std::as_bytes(std::span(bytes)));
+  }
+  void handle_cast(const Request&) override {}
+};
+
+TEST_F(CallTest, AReplyThatDoesNotVerifyIsNotPrinted) {
+  test::ScopedBus bus = test::ScopedBus::create(test::unique_bus_name());
+  namespace echo = examples::echo;
+  auto server = Server::start(
+      bus.bus(), "echo",
+      {.schema = ServiceSchema::of<echo::Echo, echo::EchoReply>(
+           echo::EchoIdentifier(), echo::EchoReplyIdentifier(), "examples/echo.fbs")});
+  ASSERT_TRUE(server) << server.error().message();
+  Liar handler;
+  std::thread serving([&] { (void)server->serve(handler); });
+
+  const auto call = run_tool({"call", bus.name(), "echo", R"({"text": "hi"})"});
+  EXPECT_NE(call.status, 0) << call.out;
+  EXPECT_EQ(call.out.find("\"text\""), std::string::npos) << call.out;  // nothing printed as JSON
+  if (call.status != static_cast<int>(Errc::bad_message)) {  // (the library may refuse it first)
+    EXPECT_EQ(call.status, kExitData) << call.out;
+    EXPECT_NE(call.out.find("the reply is not a valid shmbus.examples.echo.EchoReply"),
+              std::string::npos)
+        << call.out;
+  }
   server->stop();
   serving.join();
 }
