@@ -115,8 +115,12 @@ struct TopOnABus {
   Tmux tmux{on_path("tmux")};
   std::string session = "top";
   std::string status_file = "/tmp/" + bus.name() + ".top_status";
+  std::string stty_file = "/tmp/" + bus.name() + ".top_stty";
 
-  ~TopOnABus() { ::unlink(status_file.c_str()); }
+  ~TopOnABus() {
+    ::unlink(status_file.c_str());
+    ::unlink(stty_file.c_str());
+  }
 
   [[nodiscard]] bool start() {
     if (!test::wait_until(10s, [&] { return server.printed("ready"); })) {
@@ -124,14 +128,41 @@ struct TopOnABus {
       return false;
     }
     ::unlink(status_file.c_str());
-    const std::string command = std::string(SHMBUS_CLI) + " top " + bus.name() +
-                                " --interval 0.2; echo $? > " + status_file;
+    ::unlink(stty_file.c_str());
+    // The shell ignores SIGINT (top installs its own handler), so a Ctrl-C
+    // reaches top and the shell still writes its status; then the terminal's
+    // modes as top left them.
+    const std::string command = "trap '' INT; " + std::string(SHMBUS_CLI) + " top " +
+                                bus.name() + " --interval 0.2; echo $? > " + status_file +
+                                "; stty -a > " + stty_file;
     const auto started =
         tmux.run({"new-session", "-d", "-s", session, "-x", "120", "-y", "40", command});
     EXPECT_EQ(started.status, 0) << started.out;
     return started.status == 0;
   }
   [[nodiscard]] std::string exit_status() const { return read_file(status_file); }
+
+  // Whether the terminal has echo and line editing back after top ended.
+  [[nodiscard]] bool terminal_restored() const {
+    std::string modes = read_file(stty_file);
+    for (char& c : modes) c = (c == ';' || c == '\n') ? ' ' : c;
+    std::istringstream words(modes);
+    bool echo = false, icanon = false;
+    for (std::string word; words >> word;) {
+      echo = echo || word == "echo";
+      icanon = icanon || word == "icanon";
+    }
+    return echo && icanon;
+  }
+
+  // Waits until top's session ended and says whether it exited 0 with the terminal restored.
+  void expect_clean_exit() {
+    EXPECT_TRUE(test::wait_until(10s, [&] { return !tmux.has(session); }))
+        << tmux.screen(session);
+    EXPECT_TRUE(test::wait_until(5s, [&] { return !exit_status().empty(); }));
+    EXPECT_EQ(exit_status(), "0\n");
+    EXPECT_TRUE(terminal_restored()) << read_file(stty_file);
+  }
 };
 
 TEST(Top, DrawsTheServiceRefreshesWithTrafficAndQuitsOnQ) {
@@ -161,10 +192,20 @@ TEST(Top, DrawsTheServiceRefreshesWithTrafficAndQuitsOnQ) {
   EXPECT_NE(screen.find("CALL/S"), std::string::npos) << screen;
 
   ASSERT_EQ(top.tmux.run({"send-keys", "-t", top.session, "q"}).status, 0);
-  EXPECT_TRUE(test::wait_until(10s, [&] { return !top.tmux.has(top.session); }))
-      << top.tmux.screen(top.session);
-  EXPECT_TRUE(test::wait_until(5s, [&] { return !top.exit_status().empty(); }));
-  EXPECT_EQ(top.exit_status(), "0\n");
+  top.expect_clean_exit();
+}
+
+TEST(Top, CtrlCQuitsCleanly) {
+  if (on_path("tmux").empty()) GTEST_SKIP() << "tmux is not installed (tools/dev installs it)";
+  TopOnABus top;
+  ASSERT_TRUE(top.start());
+  std::string screen;
+  ASSERT_TRUE(test::wait_until(10s, [&] {
+    screen = top.tmux.screen(top.session);
+    return screen.find("mailer") != std::string::npos;
+  })) << screen << top.exit_status();
+  ASSERT_EQ(top.tmux.run({"send-keys", "-t", top.session, "C-c"}).status, 0);
+  top.expect_clean_exit();
 }
 
 TEST(Top, ExitsNoSuchBusWhenTheBusIsRemoved) {

@@ -5,6 +5,7 @@
 #include <time.h>
 
 #include <algorithm>
+#include <cstdint>
 #include <cstdio>
 #include <fstream>
 #include <sstream>
@@ -112,6 +113,11 @@ void match_launcher(BusSnapshot& snapshot) {
   const LauncherStatusView& launcher = *snapshot.launcher;
   for (auto& service : snapshot.services) {
     for (auto& server : service.servers) server.child = child_running(launcher, server.info.pid);
+    // In the launcher's order (mailer.0, mailer.1, …), then servers it does not run.
+    std::stable_sort(service.servers.begin(), service.servers.end(),
+                     [](const ServerRow& a, const ServerRow& b) {
+                       return a.child.value_or(SIZE_MAX) < b.child.value_or(SIZE_MAX);
+                     });
   }
   for (std::size_t i = 0; i < launcher.children.size(); ++i) {
     const std::string& name = launcher.children[i].service;
@@ -190,6 +196,8 @@ Result<BusSnapshot> BusWatcher::snapshot() {
                              .child = std::nullopt});
     }
     row.info = std::move(info);
+    std::sort(row.servers.begin(), row.servers.end(),
+              [](const ServerRow& a, const ServerRow& b) { return a.info.pid < b.info.pid; });
     snapshot.services.push_back(std::move(row));
   }
   const ProcessRef self = bus_.self();

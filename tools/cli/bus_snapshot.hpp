@@ -59,7 +59,7 @@ struct ServerRow {
 struct ServiceRow {
   ServiceInfo info;                   // zeros for an unregistered service
   bool registered = true;             // false: only the launcher knows it
-  std::vector<ServerRow> servers;
+  std::vector<ServerRow> servers;     // launcher children's order, then by pid
   std::vector<std::size_t> children;  // the launcher's children of this service
   [[nodiscard]] std::size_t live_servers() const noexcept;
 };
