@@ -48,6 +48,24 @@ std::vector<int> live_pids(Bus& bus, const std::string& service) {
   return pids;
 }
 
+std::uint64_t unix_ns_now() {
+  return static_cast<std::uint64_t>(std::chrono::duration_cast<std::chrono::nanoseconds>(
+                                        std::chrono::system_clock::now().time_since_epoch())
+                                        .count());
+}
+
+// Live servers of `service` that joined at or after `since_unix_ns`.
+int joined_since(Bus& bus, const std::string& service, std::uint64_t since_unix_ns) {
+  int joined = 0;
+  for (const auto& info : bus.services()) {
+    if (info.name != service) continue;
+    for (const auto& server : info.servers) {
+      joined += server.alive && !server.leaving && server.joined_unix_ns >= since_unix_ns ? 1 : 0;
+    }
+  }
+  return joined;
+}
+
 // "handled N" lines the workers appended to `text`, summed.
 long handled(const std::string& text) {
   std::istringstream in(text);
@@ -101,11 +119,15 @@ TEST_F(LaunchTest, AKilledWorkerIsRestartedAndTheStatusCountsIt) {
     Bus bus = attach();
     std::vector<int> before;
     ASSERT_TRUE(test::wait_until(5s, [&] { return (before = live_pids(bus, "echo")).size() == 2; }));
+    const std::uint64_t killed_at = unix_ns_now();
     ASSERT_EQ(::kill(before[0], SIGKILL), 0);
-    // A replacement joins: two live servers again, the killed one not among them.
+    // A replacement joins: two live servers again, the killed one not among
+    // them, one joined after the kill (a dead server's row can read alive for
+    // a moment, with the pid of the process taking over its process slot).
     ASSERT_TRUE(test::wait_until(5s, [&] {
       const auto now = live_pids(bus, "echo");
-      return now.size() == 2 && std::find(now.begin(), now.end(), before[0]) == now.end();
+      return now.size() == 2 && std::find(now.begin(), now.end(), before[0]) == now.end() &&
+             joined_since(bus, "echo", killed_at) == 1;
     })) << launcher.output();
     EXPECT_TRUE(test::wait_until(5s, [&] { return launcher.said(": exited (killed by SIGKILL); restarted as pid "); }))
         << launcher.output();
