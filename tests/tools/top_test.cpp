@@ -118,6 +118,7 @@ struct TopOnABus {
   std::string stty_file = "/tmp/" + bus.name() + ".top_stty";
 
   ~TopOnABus() {
+    (void)tmux.run({"kill-server"});  // first: a pane still running could write the files again
     ::unlink(status_file.c_str());
     ::unlink(stty_file.c_str());
   }
@@ -221,6 +222,8 @@ TEST(Top, ExitsNoSuchBusWhenTheBusIsRemoved) {
   EXPECT_TRUE(test::wait_until(10s, [&] { return !top.exit_status().empty(); }))
       << top.tmux.screen(top.session);
   EXPECT_EQ(top.exit_status(), std::to_string(static_cast<int>(Errc::no_such_bus)) + "\n");
+  EXPECT_TRUE(test::wait_until(10s, [&] { return !top.tmux.has(top.session); }));
+  EXPECT_TRUE(top.terminal_restored());
 }
 
 TEST(Top, RefusesWithoutATerminal) {
