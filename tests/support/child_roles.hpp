@@ -33,5 +33,6 @@ int run_keyed_role(const std::string& role, const ChildArgs& args);    // child_
 int run_state_role(const std::string& role, const ChildArgs& args);    // child_roles_state.cpp
 int run_loan_role(const std::string& role, const ChildArgs& args);     // child_roles_loans.cpp
 int run_launch_role(const std::string& role, const ChildArgs& args);   // child_roles_launch.cpp
+int run_tools_role(const std::string& role, const ChildArgs& args);    // child_roles_tools.cpp
 
 }  // namespace shmbus::test

@@ -50,5 +50,6 @@ int main(int argc, char** argv) {
   if (int status = run_state_role(role, args); status >= 0) return status;
   if (int status = run_loan_role(role, args); status >= 0) return status;
   if (int status = run_launch_role(role, args); status >= 0) return status;
+  if (int status = run_tools_role(role, args); status >= 0) return status;
   die("unknown role " + role);
 }

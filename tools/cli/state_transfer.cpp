@@ -85,9 +85,10 @@ Outcome<void> read_exactly(const Input& input, std::span<std::byte> span, Progre
 }
 
 Outcome<PutReport> publish(PutTransaction& tx) {
+  const std::uint64_t size = tx.bytes().size();  // the span is gone once published
   auto ref = tx.publish();
   if (!ref) return tl::unexpected(failure_of(ref.error()));
-  return PutReport{tx.bytes().size(), ref->handle >> 16};
+  return PutReport{size, ref->handle >> 16};
 }
 
 // A regular file: reserve its size, read it into the reserved span.
