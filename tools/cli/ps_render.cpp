@@ -201,12 +201,13 @@ void service_json(Json& json, const BusSnapshot& snapshot, const ServiceRow& row
   json.close('}');
 }
 
-void service_text(std::string& out, const BusSnapshot& snapshot, const ServiceRow& row) {
+void service_text(std::string& out, const BusSnapshot& snapshot, const ServiceRow& row,
+                  std::size_t width) {
   const ServiceInfo& s = row.info;
   const std::string servers =
       row.registered ? fmt::format("{}/{}", row.live_servers(), row.servers.size()) : "-";
-  out += fmt::format("{:<12} {:>8} {:>6} {:>5} {:>8} {:>7} {:>8} {:>7} {:>7} {:>7}\n",
-                     s.name, servers, s.depth, s.dead_letters, s.totals.calls, s.totals.casts,
+  out += fmt::format("{:<{}} {:>8} {:>6} {:>5} {:>8} {:>7} {:>8} {:>7} {:>7} {:>7}\n",
+                     s.name, width, servers, s.depth, s.dead_letters, s.totals.calls, s.totals.casts,
                      s.totals.replies, caller_errors(s),
                      latency_text(latency_quantile(s.totals, 0.50)),
                      latency_text(latency_quantile(s.totals, 0.99)));
@@ -290,6 +291,12 @@ std::string latency_text(std::chrono::microseconds bound) {
   return fmt::format("<{}ms", bound.count() / 1000);
 }
 
+std::size_t service_column_width(const BusSnapshot& snapshot) noexcept {
+  std::size_t width = 12;
+  for (const auto& row : snapshot.services) width = std::max(width, row.info.name.size());
+  return width;
+}
+
 std::uint64_t caller_errors(const ServiceInfo& service) noexcept {
   std::uint64_t sum = 0;
   for (const std::uint64_t n : service.outcomes) sum += n;
@@ -359,10 +366,11 @@ std::string render_ps_text(const BusSnapshot& snapshot) {
   if (snapshot.services.empty()) {
     out += "no services\n";
   } else {
-    out += fmt::format("{:<12} {:>8} {:>6} {:>5} {:>8} {:>7} {:>8} {:>7} {:>7} {:>7}\n",
-                       "SERVICE", "SERVERS", "DEPTH", "DEAD", "CALLS", "CASTS", "REPLIES",
+    const std::size_t width = service_column_width(snapshot);
+    out += fmt::format("{:<{}} {:>8} {:>6} {:>5} {:>8} {:>7} {:>8} {:>7} {:>7} {:>7}\n",
+                       "SERVICE", width, "SERVERS", "DEPTH", "DEAD", "CALLS", "CASTS", "REPLIES",
                        "ERRORS", "P50", "P99");
-    for (const auto& row : snapshot.services) service_text(out, snapshot, row);
+    for (const auto& row : snapshot.services) service_text(out, snapshot, row, width);
   }
   out += "\nPROCESSES\n";
   out += fmt::format("  {:>8}  {:<20} {:>5}\n", "PID", "LABEL", "ALIVE");

@@ -17,9 +17,11 @@
 //          PID  LABEL                ALIVE
 //         1201  mailer                 yes
 //
-// (P50/P99: handler time, the histogram bucket's upper bound; "-": nothing
-// sampled. CHILD/RESTARTS/LAST EXIT: the launcher's child running that pid,
-// "-" without one. Rows without a PID: launcher children with no process.)
+// (ERRORS: the callers' outcomes other than a reply, summed; the errors line
+// names them, then the servers' and mailboxes' problem counters. P50/P99:
+// handler time, the histogram bucket's upper bound; "-": nothing sampled.
+// CHILD/RESTARTS/LAST EXIT: the launcher's child running that pid, "-"
+// without one. Rows without a PID: launcher children with no process.)
 //
 // JSON (`--json`): exactly one object, on one line, then a newline. Numbers
 // are integers; every key below is always present (null where it says so).
@@ -95,6 +97,9 @@ namespace shmbus::tools {
 
 // "<128us", "<2ms", ">16ms", "-" (nothing sampled): latency_quantile's bound.
 [[nodiscard]] std::string latency_text(std::chrono::microseconds bound);
+
+// The SERVICE column's width: 12, or the longest service name.
+[[nodiscard]] std::size_t service_column_width(const BusSnapshot& snapshot) noexcept;
 
 // The caller-side outcomes other than a reply, summed.
 [[nodiscard]] std::uint64_t caller_errors(const ServiceInfo& service) noexcept;

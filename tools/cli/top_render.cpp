@@ -100,8 +100,9 @@ std::string render_top(const BusSnapshot& now, const BusSnapshot* before,
     out += "no services\n";
     return out;
   }
-  out += fmt::format("{:<12} {:>8} {:>7} {:>7} {:>7} {:>7} {:>7} {:>7} {:>5} {:>9}\n", "SERVICE",
-                     "SERVERS", "CALL/S", "CAST/S", "ERR/S", "P50", "P99", "DEPTH", "DEAD",
+  const std::size_t width = service_column_width(now);
+  out += fmt::format("{:<{}} {:>8} {:>7} {:>7} {:>7} {:>7} {:>7} {:>7} {:>5} {:>9}\n", "SERVICE",
+                     width, "SERVERS", "CALL/S", "CAST/S", "ERR/S", "P50", "P99", "DEPTH", "DEAD",
                      "RESTARTS");
   const auto& children = now.launcher ? now.launcher->children : std::vector<LauncherChild>{};
   for (const auto& row : now.services) {
@@ -120,8 +121,8 @@ std::string render_top(const BusSnapshot& now, const BusSnapshot* before,
     for (const std::size_t i : row.children) restarts += children[i].restarts;
     const std::string servers =
         row.registered ? fmt::format("{}/{}", row.live_servers(), row.servers.size()) : "-";
-    out += fmt::format("{:<12} {:>8} {:>7} {:>7} {:>7} {:>7} {:>7} {:>7} {:>5} {:>9}\n", s.name,
-                       servers, calls, casts, errors, p50, p99, s.depth, s.dead_letters,
+    out += fmt::format("{:<{}} {:>8} {:>7} {:>7} {:>7} {:>7} {:>7} {:>7} {:>5} {:>9}\n", s.name,
+                       width, servers, calls, casts, errors, p50, p99, s.depth, s.dead_letters,
                        row.children.empty() ? std::string("-") : std::to_string(restarts));
     for (const auto& server : row.servers) {
       const ServerInfo& i = server.info;

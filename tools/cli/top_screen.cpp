@@ -68,6 +68,8 @@ Result<TerminalSession> TerminalSession::open() {
   raw.c_lflag &= ~static_cast<tcflag_t>(ECHO | ICANON);
   raw.c_cc[VMIN] = 1;
   raw.c_cc[VTIME] = 0;
+  // No Ctrl-Z: a stopped top would leave its shell a raw terminal.
+  raw.c_cc[VSUSP] = _POSIX_VDISABLE;
   if (::tcsetattr(STDIN_FILENO, TCSANOW, &raw) != 0) {
     const int error = errno;
     session.restore();

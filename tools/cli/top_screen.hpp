@@ -3,7 +3,7 @@
 //
 // Plain ANSI escapes (every terminal emulator and tmux speak them; no curses):
 // the session switches to the alternate screen and hides the cursor, turns
-// off echo and line buffering (ISIG stays on, so Ctrl-C is SIGINT), and
+// off echo, line buffering and Ctrl-Z (ISIG stays on, so Ctrl-C is SIGINT), and
 // catches SIGINT, SIGTERM and SIGHUP as a quit request and SIGWINCH as a
 // resize. The destructor puts everything back — also when the caller leaves
 // by an error path — so a shell is never left without echo.
