@@ -1,0 +1,51 @@
+// The README's first command, as a newcomer runs it: the demo launches the
+// mailer pool, kills a worker mid-burst, and accounts for every message id.
+#include <gtest/gtest.h>
+
+#include <stdlib.h>
+
+#include <filesystem>
+#include <string>
+
+#include "tool_run.hpp"
+
+namespace shmbus {
+namespace {
+
+using namespace std::chrono_literals;
+
+std::string last_line(const std::string& text) {
+  std::string trimmed = text;
+  while (!trimmed.empty() && trimmed.back() == '\n') trimmed.pop_back();
+  return trimmed.substr(trimmed.rfind('\n') + 1);
+}
+
+TEST(Demo, RestartsTheKilledWorkerAndLosesNoMessage) {
+  char pattern[] = "/tmp/shmbus-demo-test-XXXXXX";
+  ASSERT_NE(::mkdtemp(pattern), nullptr);
+  const std::filesystem::path dir(pattern);
+  const std::string maildir = (dir / "Maildir").string();
+  test::Child demo = test::Child::exec(std::string(SHMBUS_TOOLS_BIN_DIR) + "/shmbus_demo",
+                                       {"--config", std::string(SHMBUS_SOURCE_DIR) + "/tools/examples/demo.toml",
+                                        "--maildir", maildir, "--messages", "1000"});
+  const int status = demo.wait(120s);
+  const std::string out = demo.output();
+  EXPECT_EQ(status, 0) << out;
+  const std::string summary = last_line(out);
+  EXPECT_EQ(summary.rfind("summary: sent=1000 ", 0), 0u) << out;
+  EXPECT_NE(summary.find(" restarts=1 "), std::string::npos) << out;
+  EXPECT_NE(summary.find(" lost=0"), std::string::npos) << out;
+  // The ledger's delivered count is the Maildir's: one file per id, no duplicate.
+  std::size_t files = 0;
+  for (const auto& entry : std::filesystem::directory_iterator(maildir + "/new")) {
+    (void)entry;
+    ++files;
+  }
+  EXPECT_NE(summary.find(" delivered=" + std::to_string(files) + " "), std::string::npos)
+      << summary << " vs " << files << " files";
+  EXPECT_NE(out.find("nothing left of the bus"), std::string::npos) << out;
+  std::filesystem::remove_all(dir);
+}
+
+}  // namespace
+}  // namespace shmbus
