@@ -37,8 +37,9 @@ std::uint64_t dead_letters(test::ScopedBus& bus, const std::string& service) {
 
 // A crash server of `service` (max_deliveries 1): dies on every poison cast.
 test::Child crash_server(test::ScopedBus& bus, const std::string& service) {
-  return test::Child::spawn("crash_server",
-                            {"--bus", bus.name(), "--service", service, "--max-deliveries", "1"});
+  const std::string capacity = std::to_string(info_of(bus, service).options.mailbox_capacity);
+  return test::Child::spawn("crash_server", {"--bus", bus.name(), "--service", service,
+                                             "--max-deliveries", "1", "--capacity", capacity});
 }
 
 void cast_poison(Service& service, std::uint64_t index) {
@@ -116,6 +117,38 @@ TEST(DeadLettersCommand, ListsShowsRequeuesAndDropsPoisonCasts) {
   EXPECT_EQ(info_of(bus, svc).depth, 0u);
   EXPECT_TRUE(last.printed("ready")) << last.output();  // nothing reached the last server
   EXPECT_EQ(info_of(bus, svc).totals.dead_lettered, 3u);
+}
+
+TEST(DeadLettersCommand, ARequeueTheServiceCannotTakeLeavesTheLetterInTheList) {
+  SKIP_WITHOUT_TOOL();
+  auto bus = test::ScopedBus::create();
+  const std::string svc = "tight";
+  ASSERT_TRUE(bus->register_service(svc, test::crash_service_options(2, 1, 64)));
+  auto service = bus->service(svc).value();
+  cast_poison(service, 1);
+  test::Child mover = dead_letter_one(bus, svc, 0);
+  mover.kill_9();
+  ASSERT_NE(mover.wait(30s), -1);
+  // No server runs: two casts fill the mailbox (capacity 2).
+  for (std::uint64_t i = 10; i < 12; ++i) {
+    ASSERT_TRUE(service.cast(test::wire_bytes(test::CrashRequest{i, test::CrashAction::reply})));
+  }
+  const auto refused = test::run_tool({"dead-letters", "requeue", bus.name(), svc, "--all", "--wait-ms", "50"});
+  EXPECT_EQ(refused.status, static_cast<int>(Errc::mailbox_full)) << refused.out;
+  EXPECT_NE(refused.out.find("cannot cast dead letter 0 back to tight (it stays in the list)"), std::string::npos)
+      << refused.out;
+  EXPECT_EQ(dead_letters(bus, svc), 1u);
+  const auto list = test::run_tool({"dead-letters", bus.name(), svc});
+  EXPECT_NE(list.out.find("       0           2        16  hex 01 00"), std::string::npos) << list.out;
+
+  // Once a server made room, the same command requeues it.
+  test::Child server = crash_server(bus, svc);
+  ASSERT_TRUE(test::wait_until(30s, [&] { return info_of(bus, svc).depth == 0; }));
+  const auto requeued = test::run_tool({"dead-letters", "requeue", bus.name(), svc, "--all"});
+  EXPECT_EQ(requeued.status, 0) << requeued.out;
+  EXPECT_NE(requeued.out.find("requeued 0 (16 bytes, 2 deliveries)"), std::string::npos) << requeued.out;
+  EXPECT_EQ(server.wait(30s), kKilled) << server.output();  // delivered again: the poison
+  EXPECT_EQ(dead_letters(bus, svc), 0u);
 }
 
 TEST(DeadLettersCommand, ShowsTheLetterOfATypedServiceAsJson) {

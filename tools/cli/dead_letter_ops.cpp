@@ -184,7 +184,7 @@ Expected<Delivery> take_oldest(Receiver& receiver) {
 
 // Casts a copy of `payload` to the service: in the ring, or as a loan when
 // it is larger than the service's max_record.
-Expected<void> cast_back(Bus& bus, Service& service, const ServiceInfo& info,
+Expected<void> cast_copy(Bus& bus, Service& service, const ServiceInfo& info,
                          std::span<const std::byte> payload, Deadline deadline) {
   if (payload.size() <= info.options.max_record) return service.cast(payload, {.deadline = deadline});
   auto loan = bus.loan(payload.size(), {.deadline = deadline});
@@ -193,6 +193,93 @@ Expected<void> cast_back(Bus& bus, Service& service, const ServiceInfo& info,
   if (auto sized = loan->set_payload(0, payload.size()); !sized) return sized;
   return service.cast(std::move(*loan), {.deadline = deadline});
 }
+
+}  // namespace
+
+namespace {
+
+// One run of requeue or drop: the letters up to `last`, oldest first.
+class Drain {
+ public:
+  Drain(Bus& bus, const ServiceInfo& info, const DrainOptions& options, std::uint64_t last,
+        std::optional<Service> service, Receiver receiver)
+      : bus_(bus), info_(info), options_(options), last_(last), service_(std::move(service)),
+        receiver_(std::move(receiver)) {}
+
+  Outcome<std::uint64_t> run() {
+    std::uint64_t handled = 0;
+    for (;;) {
+      auto next = oldest_waiting(bus_, info_.name);
+      if (!next) return tl::unexpected(next.error());
+      if (!*next || (*next)->info.position > last_) return handled;
+      if (auto done = handle(**next); !done) return tl::unexpected(done.error());
+      ++handled;
+    }
+  }
+
+ private:
+  // Requeue casts the listed copy first, and takes the letter from the list
+  // only once the service accepted it: a cast that fails leaves the list as
+  // it was, and a tool killed in between leaves a duplicate, never a loss.
+  Outcome<void> handle(const PeekedRecord& listed) {
+    if (options_.requeue) {
+      if (listed.info.ref_error != Errc{}) {
+        return tl::unexpected(failure_of({listed.info.ref_error,
+            fmt::format("dead letter {} is a loan that does not resolve; it cannot be requeued (drop it)",
+                        listed.info.position)}));
+      }
+      if (auto cast = cast_back(listed.payload); !cast) {
+        return tl::unexpected(failure_of({cast.error(),
+            fmt::format("cannot cast dead letter {} back to {} (it stays in the list)", listed.info.position,
+                        info_.name)}));
+      }
+    }
+    auto delivery = take_oldest(receiver_);
+    if (!delivery) {
+      return tl::unexpected(failure_of({Errc::empty, fmt::format("dead letter {} could not be taken in {} s",
+                                                                 listed.info.position, kTakeTimeout.count())}));
+    }
+    if (delivery->info().position != listed.info.position) settle_other(*delivery, listed);
+    const RecordInfo letter = delivery->info();
+    const std::size_t size = delivery->payload().size();
+    delivery->done();  // a requeued letter is in the service's mailbox already
+    std::printf("%s %llu (%zu bytes, %llu deliveries)\n", options_.requeue ? "requeued" : "dropped",
+                static_cast<unsigned long long>(letter.position), size,
+                static_cast<unsigned long long>(letter.correlation));
+    return {};
+  }
+
+  // Another receiver of the list (a second tool) took the listed letter
+  // meanwhile and we got another one: handle it as ours if it is in range
+  // (the listed one, if requeued, now exists twice: at least once), else
+  // leave it in the list.
+  void settle_other(const Delivery& delivery, const PeekedRecord& listed) {
+    const std::uint64_t got = delivery.info().position;
+    if (got > last_) {
+      exit_keeping(delivery, static_cast<int>(Errc::too_many_consumers),
+                   fmt::format("another receiver took dead letter {} meanwhile", listed.info.position));
+    }
+    if (!options_.requeue) return;
+    if (delivery.info().loaned && delivery.info().ref_error != Errc{}) {
+      exit_keeping(delivery, static_cast<int>(delivery.info().ref_error), "its loan no longer resolves");
+    }
+    if (auto cast = cast_back(delivery.payload()); !cast) {
+      exit_keeping(delivery, static_cast<int>(cast.error()),
+                   std::string("cannot cast it back to ") + info_.name + ": " + to_string(cast.error()));
+    }
+  }
+
+  Expected<void> cast_back(std::span<const std::byte> payload) {
+    return cast_copy(bus_, *service_, info_, payload, deadline_in(options_.room_wait));
+  }
+
+  Bus& bus_;
+  const ServiceInfo& info_;
+  const DrainOptions& options_;
+  std::uint64_t last_;
+  std::optional<Service> service_;
+  Receiver receiver_;
+};
 
 }  // namespace
 
@@ -210,44 +297,7 @@ Outcome<std::uint64_t> drain_dead_letters(Bus& bus, const ServiceInfo& info, con
   }
   auto receiver = bus.dead_letters(info.name);
   if (!receiver) return tl::unexpected(failure_of(receiver.error()));
-  std::uint64_t handled = 0;
-  for (;;) {
-    auto next = oldest_waiting(bus, info.name);
-    if (!next) return tl::unexpected(next.error());
-    if (!*next || (*next)->info.position > *last) break;
-    if (options.requeue && (*next)->info.ref_error != Errc{}) {
-      return tl::unexpected(failure_of({(*next)->info.ref_error,
-                                        fmt::format("dead letter {} is a loan that does not resolve; "
-                                                    "it cannot be requeued (drop it)", (*next)->info.position)}));
-    }
-    auto delivery = take_oldest(*receiver);
-    if (!delivery) {
-      return tl::unexpected(failure_of({Errc::empty, fmt::format("dead letter {} could not be taken in {} s",
-                                                                 (*next)->info.position, kTakeTimeout.count())}));
-    }
-    const RecordInfo letter = delivery->info();
-    if (letter.position > *last) {  // another tool took ours meanwhile
-      exit_keeping(*delivery, static_cast<int>(Errc::too_many_consumers),
-                   "another receiver took the letters up to " + std::to_string(*last) + " meanwhile");
-    }
-    if (options.requeue && letter.loaned && letter.ref_error != Errc{}) {
-      exit_keeping(*delivery, static_cast<int>(letter.ref_error), "its loan no longer resolves");
-    }
-    if (options.requeue) {
-      auto cast = cast_back(bus, *service, info, delivery->payload(), deadline_in(options.room_wait));
-      if (!cast) {
-        exit_keeping(*delivery, static_cast<int>(cast.error()),
-                     std::string("cannot cast it back to ") + info.name + ": " + to_string(cast.error()));
-      }
-    }
-    const std::size_t size = delivery->payload().size();
-    delivery->done();  // only now: a requeued letter is in the service's mailbox already
-    ++handled;
-    std::printf("%s %llu (%zu bytes, %llu deliveries)\n", options.requeue ? "requeued" : "dropped",
-                static_cast<unsigned long long>(letter.position), size,
-                static_cast<unsigned long long>(letter.correlation));
-  }
-  return handled;
+  return Drain(bus, info, options, *last, std::move(service), std::move(*receiver)).run();
 }
 
 }  // namespace shmbus::tools
