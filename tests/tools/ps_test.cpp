@@ -235,5 +235,14 @@ TEST(Ps, AMissingBusExitsNoSuchBus) {
   EXPECT_EQ(json.status, static_cast<int>(Errc::no_such_bus)) << json.out;
 }
 
+TEST(Ps, WithoutABusNameAndSeveralBusesListsThemAndExits64) {
+  auto one = test::ScopedBus::create();
+  auto two = test::ScopedBus::create();
+  const auto ps = test::run_tool({"ps"});
+  EXPECT_EQ(ps.status, 64) << ps.out;
+  EXPECT_NE(ps.out.find("  " + one.name() + "\n"), std::string::npos) << ps.out;
+  EXPECT_NE(ps.out.find("  " + two.name() + "\n"), std::string::npos) << ps.out;
+}
+
 }  // namespace
 }  // namespace shmbus
