@@ -155,10 +155,21 @@ TEST(StateCommand, PutOfAFileThatCannotBeReadExits66AndPublishesNothing) {
   EXPECT_NE(missing.out.find("cannot open"), std::string::npos) << missing.out;
   const auto directory = test::run_tool({"state", "put", bus.name(), "k", dir.file("")});
   EXPECT_EQ(directory.status, 66) << directory.out;
+  // A file shorter than its size (sysfs says 4096 bytes, gives a few): the
+  // reserved value is aborted.
+  if (fs::exists("/sys/devices/system/cpu/online")) {
+    const auto shorter = test::run_tool({"state", "put", bus.name(), "k", "/sys/devices/system/cpu/online"});
+    EXPECT_EQ(shorter.status, 66) << shorter.out;
+    EXPECT_NE(shorter.out.find("it shrank while read"), std::string::npos) << shorter.out;
+  }
+  // A read error (no page at address 0).
+  const auto unreadable = test::run_tool({"state", "put", bus.name(), "k", "/proc/self/mem"});
+  EXPECT_EQ(unreadable.status, 66) << unreadable.out;
   auto state = bus->state().value();
   EXPECT_TRUE(state.list().empty());
   EXPECT_EQ(state.usage().writing, 0u);
   EXPECT_EQ(state.usage().puts, 0u);
+  EXPECT_EQ(state.usage().free_bytes, state.usage().capacity);
 }
 
 TEST(StateCommand, PutBeyondTheCapacityFailsWithStateFullAndItsDetail) {

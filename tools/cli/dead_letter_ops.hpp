@@ -66,14 +66,14 @@ struct DrainOptions {
 // Takes the service's letters oldest first, up to `options.upto` (or up to
 // the newest letter listed when it starts: letters that arrive meanwhile,
 // e.g. a requeued letter that killed its server again, wait for the next
-// run), and for each either casts it back to the service and only then
-// releases it (requeue: at least once — killed between the two, the tool
-// leaves a duplicate, never a loss), or releases it (drop). Prints one line
-// per letter on stdout; returns how many it handled. A letter that cannot be
-// cast back (its service's mailbox stays full for room_wait, or it is larger
-// than the service's max_record) stops the run with that Errc, the letter
-// left where it was. See dead_letter_ops.cpp for a letter another tool takes
-// meanwhile.
+// run). Requeue casts each letter's listed copy back to the service (a loan
+// when it is above the service's max_record) and only then takes it from
+// the list: at least once — a tool killed in between leaves a duplicate,
+// never a loss. Drop takes it and lets it go. Prints one line per letter on
+// stdout; returns how many it handled. A cast refused (mailbox_full after
+// room_wait, record_too_large, pool_exhausted…) stops the run with that
+// Errc, the letter still first in the list. A second tool taking letters of
+// the same list at once: see Drain::settle_other in dead_letter_ops.cpp.
 [[nodiscard]] Outcome<std::uint64_t> drain_dead_letters(Bus& bus, const ServiceInfo& service,
                                                         const DrainOptions& options);
 

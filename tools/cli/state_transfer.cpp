@@ -156,7 +156,8 @@ Outcome<PutReport> put_file(State& state, std::string_view key, const std::strin
     return tl::unexpected(no_input("cannot stat " + input.name() + ": " + errno_text()));
   }
   if (S_ISDIR(info.st_mode)) return tl::unexpected(no_input(input.name() + " is a directory"));
-  if (!S_ISREG(info.st_mode)) return put_stream(state, key, input, progress);
+  // A pipe, or a pseudo-file that says 0 bytes (/proc): the size is known at its end.
+  if (!S_ISREG(info.st_mode) || info.st_size == 0) return put_stream(state, key, input, progress);
   // Standard input redirected from a file may already be partly read.
   const off_t at = ::lseek(input.fd(), 0, SEEK_CUR);
   const std::uint64_t size = static_cast<std::uint64_t>(info.st_size - (at > 0 ? at : 0));
