@@ -170,6 +170,34 @@ bool readable_within(int fd, std::chrono::milliseconds timeout) {
   return ::poll(&p, 1, static_cast<int>(timeout.count())) == 1;
 }
 
+TEST(CallThreads, AClosedServiceRefusesNewMessagesWhileItsServerDrainsTheQueue) {
+  auto bus = test::ScopedBus::create();
+  auto server = Server::start(bus.bus(), "inc", {});
+  ASSERT_TRUE(server) << server.error().message();
+  auto service = bus->service("inc");
+  ASSERT_TRUE(service) << service.error().message();
+  const std::uint64_t value = 1;
+  constexpr int kQueued = 10;
+  for (int i = 0; i < kQueued; ++i) ASSERT_TRUE(service->cast(bytes_of(value)));
+  ASSERT_TRUE(bus->close_service("inc"));
+  ASSERT_TRUE(bus->close_service("inc")) << "closing twice is a no-op";
+  EXPECT_EQ(bus->close_service("nope").error().code, Errc::no_such_service);
+  // Refused before anything is sent: the queue holds only what came before.
+  EXPECT_EQ(service->cast(bytes_of(value)).error(), Errc::stopped);
+  EXPECT_EQ(service->call(bytes_of(value), {.deadline = deadline_in(1s)}).error(), Errc::stopped);
+  auto infos = bus->services();
+  ASSERT_EQ(infos.size(), 1u);
+  EXPECT_TRUE(infos[0].closed);
+  EXPECT_EQ(infos[0].depth, static_cast<std::uint64_t>(kQueued));
+  EXPECT_EQ(infos[0].outcomes[static_cast<std::size_t>(Errc::stopped)], 2u);
+  // The server still takes what was queued before the close.
+  Incrementer handler;
+  while (server->serve_one(handler, deadline_in(100ms))) {
+  }
+  EXPECT_EQ(handler.casts.load(), static_cast<std::uint64_t>(kQueued));
+  EXPECT_EQ(bus->services()[0].depth, 0u);
+}
+
 TEST(ReadinessThreads, ACallsDeadlineMakesTheDescriptorReadableWithNoServer) {
   auto bus = test::ScopedBus::create();
   ASSERT_TRUE(bus->register_service("nobody", {}));

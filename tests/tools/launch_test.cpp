@@ -242,17 +242,24 @@ void cast_all(Bus& bus, const std::string& name, int count) {
   }
 }
 
-TEST_F(LaunchTest, SigtermDrainsEveryAcceptedCastBeforeStopping) {
-  constexpr int kCasts = 200;  // 2 servers × 2 ms each: about 0.2 s of work
+TEST_F(LaunchTest, SigtermClosesTheServicesAndDrainsEveryAcceptedCast) {
+  constexpr int kCasts = 200;  // 2 servers × 8 ms each: about 0.8 s of work
   test::Child launcher = launch(config(
       "drain_grace = 10.0\n",
-      worker_service("slow", 2, ", \"--work-us\", \"2000\", \"--count-file\", \"${CONFIG_DIR}/handled\"",
+      worker_service("slow", 2, ", \"--work-us\", \"8000\", \"--count-file\", \"${CONFIG_DIR}/handled\"",
                      "mailbox_capacity = 256\n")));
   {
     Bus bus = attach();
     cast_all(bus, "slow", kCasts);
+    launcher.signal(SIGTERM);
+    ASSERT_TRUE(test::wait_until(5s, [&] { return launcher.said("services closed to new messages"); }))
+        << launcher.output();
+    // Closed while draining: refused, never queued behind the drain.
+    auto service = bus.service("slow");
+    ASSERT_TRUE(service) << service.error().message();
+    const std::string late = "too late";
+    EXPECT_EQ(service->cast(std::as_bytes(std::span(late))).error(), Errc::stopped);
   }
-  launcher.signal(SIGTERM);
   EXPECT_EQ(launcher.wait(20s), 0) << launcher.output();
   EXPECT_TRUE(launcher.printed("stopping: drained")) << launcher.output();
   EXPECT_TRUE(launcher.printed("unhandled: none")) << launcher.output();

@@ -15,7 +15,7 @@
 namespace shmbus::layout {
 namespace {
 
-TEST(Layout, VersionIsPinned) { EXPECT_EQ(kLayoutVersion, 3u); }
+TEST(Layout, VersionIsPinned) { EXPECT_EQ(kLayoutVersion, 4u); }
 
 TEST(Layout, SegmentHeaderMatchesItsDiagram) {
   EXPECT_EQ(sizeof(SegmentHeader), 128u);

@@ -216,11 +216,22 @@ class Launch {
     return true;
   }
 
+  // New calls and casts fail with `stopped` from now on; the servers go on
+  // taking what is queued.
+  void close_services() {
+    for (const auto& service : config_.services) {
+      if (auto closed = bus_.close_service(service.name); !closed) {
+        std::fprintf(stderr, "shmbus: %s\n", closed.error().message().c_str());
+      }
+    }
+  }
+
   // Waits until drained(), drain_grace, or a second signal.
   void drain() {
     set_phase(LaunchPhase::draining);
-    say("stopping: draining the queues (up to " + describe_duration(config_.drain_grace) +
-        "; a second signal skips this)");
+    close_services();
+    say("stopping: services closed to new messages; draining the queues (up to " +
+        describe_duration(config_.drain_grace) + "; a second signal skips this)");
     const auto deadline = Clock::now() + config_.drain_grace;
     while (!drained()) {
       if (Clock::now() >= deadline) {
@@ -255,6 +266,7 @@ class Launch {
       say(std::string("stopping: SIG") + ::sigabbrev_np(signal_number) + " received");
       drain();
     } else {
+      close_services();
       say("stopping: a service failed and on_failure = \"shut_down\"");
     }
     set_phase(LaunchPhase::stopping);

@@ -8,8 +8,10 @@
 // line starting "ready: bus '<name>'". Publishes its status under the state
 // key "shmbus.launcher" (launcher.fbs).
 //
-// SIGINT/SIGTERM: drain (until every queue is empty and no server is mid-
-// message, at most drain_grace; a second signal skips it), stop the workers
+// SIGINT/SIGTERM: close every service (new calls and casts fail with
+// `stopped`: Bus::close_service), drain (until every queue is empty and no
+// server is mid-message, at most drain_grace; a second signal skips it),
+// stop the workers
 // in order (SIGTERM, shutdown_grace, SIGKILL), report what is left —
 // "unhandled: service 'mailer': 3 queued, 1 dead letter" or "unhandled: none"
 // — and remove the bus. A killed launcher's workers die with it

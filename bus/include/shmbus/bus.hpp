@@ -161,6 +161,16 @@ class Bus {
   // permission_denied or system_error.
   [[nodiscard]] Result<void> register_service(std::string_view name, const ServiceOptions& options);
 
+  // Bus::close_service()
+  //
+  // Closes a service to new messages: from now on its callers' call(),
+  // send_request() and cast() fail with `stopped` (counted in its outcomes),
+  // while its servers go on taking what is queued — a launcher closes, then
+  // drains, then stops the servers. A send racing with the close may still
+  // be queued after it: drain (ServiceInfo::depth) before counting what is
+  // left. One-way and idempotent. Fails with no_such_service.
+  [[nodiscard]] Result<void> close_service(std::string_view name);
+
   // Bus::service()
   //
   // A client handle for calls and casts (client.hpp). Look it up once and

@@ -25,6 +25,8 @@
 //   mailbox_full         no room before the deadline (or at once, fail-now)
 //   too_many_in_flight   this process's call slots are all in use
 //   bad_options          a key for a service without partitions
+//   stopped              the service was closed (Bus::close_service: its
+//                        launcher is shutting down); nothing was sent
 // The decision between "taken by a server" and "given up at the deadline" is
 // one CAS (layout/calls.hpp): both sides know which won.
 //
@@ -180,7 +182,8 @@ class Service {
   //
   // Accepted into the mailbox, or refused: mailbox_full (no room by
   // options.deadline; at once by default), record_too_large, bad_message,
-  // bad_options (a key, and the service has no partitions).
+  // bad_options (a key, and the service has no partitions), stopped (the
+  // service was closed: Bus::close_service).
   // An accepted cast is delivered, at least once (redelivered, marked, if a
   // server dies running it; dead-lettered after max_deliveries).
   [[nodiscard]] Expected<void> cast(std::span<const std::byte> message,

@@ -99,6 +99,7 @@ struct ServiceInfo {
   // Caller-side outcomes other than a reply, indexed by Errc value
   // (timeout_not_started, server_crashed, mailbox_full, …).
   std::array<std::uint64_t, 32> outcomes{};
+  bool closed = false;          // Bus::close_service: new calls and casts fail with stopped
 };
 
 namespace detail {

@@ -12,6 +12,7 @@
 #include "bus/bus_core.hpp"
 #include "bus/control.hpp"
 #include "bus/mailbox_factory.hpp"
+#include "shmbus/detail/atomic.hpp"
 #include "server/service_link.hpp"
 #include "process/process_table.hpp"
 #include "ring/ring.hpp"
@@ -221,6 +222,17 @@ namespace shmbus {
 Result<void> Bus::register_service(std::string_view name, const ServiceOptions& options) {
   auto index = core_->registry().register_service(core_, name, options);
   if (!index) return tl::unexpected(index.error());
+  return {};
+}
+
+Result<void> Bus::close_service(std::string_view name) {
+  auto index = core_->registry().find(name);
+  if (!index) {
+    return fail(Errc::no_such_service,
+                "no service '" + std::string(name) + "' on bus '" + core_->name() + "'");
+  }
+  // release: pairs with the acquire load in every send's route().
+  detail::store_release(core_->registry().entry(*index).identity.closed, std::uint32_t{1});
   return {};
 }
 

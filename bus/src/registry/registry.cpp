@@ -139,6 +139,7 @@ void write_identity(layout::ServiceIdentity& id, std::string_view name,
   id.max_deliveries = o.max_deliveries;
   id.dead_letter_capacity = o.dead_letter_capacity;
   id.partitions = o.partitions;
+  id.closed = 0;
 }
 
 // Creates a service mailbox, replacing one left by a registrar that died
@@ -398,6 +399,7 @@ std::vector<ServiceInfo> Registry::snapshot_once() const {
     info.options.max_deliveries = id.max_deliveries;
     info.options.dead_letter_capacity = id.dead_letter_capacity;
     info.options.partitions = std::min(id.partitions, layout::kMaxPartitions);
+    info.closed = load_acquire(id.closed) != 0;
     info.totals = read_counters(service.counters.retired);
     for (std::size_t k = 0; k < info.outcomes.size(); ++k) {
       info.outcomes[k] = load_relaxed(service.counters.outcomes[k]);

@@ -50,6 +50,10 @@ Result<std::shared_ptr<ServiceLink>> ServiceLink::open(std::shared_ptr<BusCore> 
 }
 
 Expected<Mailbox*> ServiceLink::route(const std::optional<std::uint64_t>& key) noexcept {
+  // acquire: pairs with Bus::close_service's release. A send that passed
+  // this check just before the close still lands in the queue, where the
+  // closer's drain (or its count of what is left) finds it.
+  if (load_acquire(identity().closed) != 0) return tl::unexpected(Errc::stopped);
   if (!key) return &pool;
   if (partitions.empty()) return tl::unexpected(Errc::bad_options);
   // splitmix64's finalizer: nearby keys land on different partitions.

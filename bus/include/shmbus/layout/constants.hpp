@@ -21,7 +21,7 @@ inline constexpr std::size_t kNoFalseSharing = 2 * kCacheLine;
 
 // "SHMBUS01" read as a little-endian uint64.
 inline constexpr std::uint64_t kMagic = 0x31305355424d4853ULL;
-inline constexpr std::uint32_t kLayoutVersion = 3;
+inline constexpr std::uint32_t kLayoutVersion = 4;  // 4: ServiceIdentity::closed
 
 // Process references pack a table slot and the low bits of its generation into
 // 24 bits, so they fit a record's control word (see ring.hpp).

@@ -33,7 +33,9 @@
 // EOWNERDEAD to the next locker, which repairs: an entry still `creating`
 // is freed, a server entry of a dead process is retired. Lock-free readers
 // (clients, `shmbus ps`) load `state` with acquire and read identity fields
-// only when it says live; identity fields never change while live.
+// only when it says live; identity fields never change while live, but for
+// `closed`, set once (0 → 1, release) by a closer, loaded with acquire by
+// every send.
 // Counters are plain words: a server's own ServerEntry is written by that
 // server alone (relaxed load + store); ServiceCounters (outcomes, retired) by
 // many processes with relaxed fetch_add, on rare paths only.
@@ -81,7 +83,7 @@ struct ServiceIdentity {
   std::uint32_t partitions;         // keyed routing: mailboxes ~k0 … ~k<n-1>, 0 = none
   std::uint32_t doorbell_seq;       // keyed services: servers park here (futex word)
   std::uint32_t doorbell_waiters;   // servers parked on doorbell_seq
-  std::uint32_t reserved0;
+  std::uint32_t closed;             // 1 once closed (Bus::close_service): sends fail with stopped
   std::uint8_t reserved[152];
 };
 
@@ -128,6 +130,7 @@ static_assert(std::is_trivially_copyable_v<RegistryHeader> && std::is_standard_l
 static_assert(sizeof(RegistryHeader) == 128 && offsetof(RegistryHeader, epoch) == 64);
 static_assert(std::is_trivially_copyable_v<ServiceEntry> && std::is_standard_layout_v<ServiceEntry>);
 static_assert(sizeof(ServiceIdentity) == 512 && offsetof(ServiceIdentity, name) == 8);
+static_assert(offsetof(ServiceIdentity, closed) == 356);
 static_assert(sizeof(ServerCounters) == 224);
 static_assert(sizeof(ServerEntry) == 256 && offsetof(ServerEntry, counters) == 16);
 static_assert(sizeof(ServiceCounters) == 512);
