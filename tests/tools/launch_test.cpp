@@ -3,7 +3,9 @@
 // removed (by the launcher, or by `shmbus gc` after a killed launcher).
 #include <gtest/gtest.h>
 
+#include <grp.h>
 #include <signal.h>
+#include <sys/stat.h>
 #include <sys/types.h>
 
 #include <cstdint>
@@ -214,6 +216,19 @@ TEST_F(LaunchTest, AFailingServiceUnderShutDownStopsEverything) {
   EXPECT_TRUE(launcher.printed("service 'bad' failed: bad.0 exceeded 1 restarts in 5 s")) << launcher.output();
   EXPECT_TRUE(launcher.printed("good.0: stopped")) << launcher.output();
   EXPECT_FALSE(bus_exists(bus_));
+}
+
+TEST_F(LaunchTest, ItsSegmentsGetTheConfiguredGroupAndMode) {
+  const group* own = ::getgrgid(::getegid());
+  ASSERT_NE(own, nullptr);
+  test::Child launcher = launch(config("group = \"" + std::string(own->gr_name) + "\"\n",
+                                       worker_service("echo", 1, "")));
+  struct stat st {};
+  ASSERT_EQ(::stat(("/dev/shm/shmbus." + bus_).c_str(), &st), 0);
+  EXPECT_EQ(st.st_gid, ::getegid());
+  EXPECT_EQ(st.st_mode & 0777, 0660u) << "a group bus defaults to mode 0660";
+  launcher.signal(SIGTERM);
+  EXPECT_EQ(launcher.wait(10s), 0) << launcher.output();
 }
 
 TEST_F(LaunchTest, ASecondLaunchOfARunningBusIsRefused) {
