@@ -13,6 +13,7 @@
 //
 // The worker is this program run again as `restart_bench --worker` (with
 // SHMBUS_BUS and SHMBUS_SERVICE, as the launcher sets them).
+#include <benchmark/benchmark.h>
 #include <signal.h>
 #include <unistd.h>
 
@@ -25,8 +26,6 @@
 #include <string>
 #include <thread>
 #include <vector>
-
-#include <benchmark/benchmark.h>
 
 #include "shmbus/bus.hpp"
 #include "shmbus/server.hpp"
@@ -164,8 +163,13 @@ void BM_RestartToLive(benchmark::State& state) {
   supervisor->stop();
   (void)Bus::remove(name);
 }
-BENCHMARK(BM_RestartToLive)->ArgName("servers")->Arg(1)->Arg(4)->UseManualTime()
-    ->Unit(benchmark::kMillisecond)->Iterations(50);
+BENCHMARK(BM_RestartToLive)
+    ->ArgName("servers")
+    ->Arg(1)
+    ->Arg(4)
+    ->UseManualTime()
+    ->Unit(benchmark::kMillisecond)
+    ->Iterations(50);
 
 }  // namespace
 }  // namespace shmbus::bench

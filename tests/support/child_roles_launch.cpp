@@ -9,6 +9,7 @@
 //                  cannot start). --count-file PATH: at exit, appends
 //                  "handled <casts>" to PATH.
 #include <fcntl.h>
+#include <flatbuffers/flatbuffers.h>
 #include <signal.h>
 #include <unistd.h>
 
@@ -16,8 +17,6 @@
 #include <chrono>
 #include <cstdlib>
 #include <thread>
-
-#include <flatbuffers/flatbuffers.h>
 
 #include "shmbus/bus.hpp"
 #include "shmbus/schemas/mailer_generated.h"
@@ -78,11 +77,13 @@ int launch_worker(const ChildArgs& args) {
   const char* bus_name = std::getenv("SHMBUS_BUS");
   const char* service = std::getenv("SHMBUS_SERVICE");
   if (bus_name == nullptr || service == nullptr) die("SHMBUS_BUS and SHMBUS_SERVICE must be set");
-  auto bus = Bus::attach(bus_name, {.ready_timeout = std::chrono::seconds(5), .label = "launch_worker"});
+  auto bus =
+      Bus::attach(bus_name, {.ready_timeout = std::chrono::seconds(5), .label = "launch_worker"});
   if (!bus) die(bus.error().message());
   const bool typed = arg_number(args, "typed", 0) != 0;
   const ServiceSchema schema =
-      typed ? ServiceSchema::of<mailer::SendEmail, mailer::EmailSent>("MAIL", "MALR") : ServiceSchema{};
+      typed ? ServiceSchema::of<mailer::SendEmail, mailer::EmailSent>("MAIL", "MALR")
+            : ServiceSchema{};
   auto server = Server::join(*bus, service, schema);
   if (!server) die(server.error().message());
   g_server.store(&*server);

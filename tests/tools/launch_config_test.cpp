@@ -4,8 +4,8 @@
 
 #include <string>
 
-#include "shmbus/bus.hpp"
 #include "launch_support.hpp"
+#include "shmbus/bus.hpp"
 #include "support/scoped_bus.hpp"
 #include "tool_run.hpp"
 
@@ -21,9 +21,10 @@ using test::ConfigDir;
 // `extra_service` lines in its one [[service]] (lines 1…: see the comments).
 std::string config_text(const std::string& name, const std::string& extra_bus = "",
                         const std::string& extra_service = "") {
-  return "[bus]\n"                                             // line 1
-         "name = \"" + name + "\"\n" +                           // line 2
-         extra_bus +                                           // line 3…
+  return "[bus]\n"  // line 1
+         "name = \"" +
+         name + "\"\n" +  // line 2
+         extra_bus +      // line 3…
          "\n[[service]]\n"
          "name = \"svc\"\n"
          "command = [\"" SHMBUS_TEST_CHILD "\", \"launch_worker\"]\n" +
@@ -48,7 +49,8 @@ class LaunchConfigTest : public ::testing::Test {
     const test::ToolRun run = test::run_tool({"launch", file}, 10s);
     EXPECT_EQ(run.status, 78) << bad.what << ":\n" << run.out;
     EXPECT_NE(run.out.find("shmbus: " + file + ":" + bad.expected), std::string::npos)
-        << bad.what << ": expected '" << file << ":" << bad.expected << "' in:\n" << run.out;
+        << bad.what << ": expected '" << file << ":" << bad.expected << "' in:\n"
+        << run.out;
     EXPECT_FALSE(bus_exists(bus_)) << bad.what << ": the bus was created";
   }
   ConfigDir dir_;
@@ -71,10 +73,12 @@ TEST_F(LaunchConfigTest, AnUnknownKeyIsRefusedWithTheNearestKnownOne) {
 TEST_F(LaunchConfigTest, AMissingRequiredFieldNamesItsTable) {
   expect_refused({"no command", "[bus]\nname = \"" + bus_ + "\"\n\n[[service]]\nname = \"svc\"\n",
                   "4: [[service]] 'svc': missing required field 'command'"});
-  expect_refused({"no bus name", "[bus]\nmode = \"0600\"\n", "1: [bus]: missing required field 'name'"});
+  expect_refused(
+      {"no bus name", "[bus]\nmode = \"0600\"\n", "1: [bus]: missing required field 'name'"});
   expect_refused({"reply without schema types",
-                  config_text(bus_, "", "schema = \"examples/mailer.fbs\"\n"
-                                        "request = \"shmbus.examples.mailer.SendEmail\"\n"),
+                  config_text(bus_, "",
+                              "schema = \"examples/mailer.fbs\"\n"
+                              "request = \"shmbus.examples.mailer.SendEmail\"\n"),
                   "4: [[service]] 'svc': missing required field 'reply'"});
 }
 
@@ -92,22 +96,30 @@ TEST_F(LaunchConfigTest, ABadValueIsRefusedWithWhatWouldBeRight) {
        "3:13: [bus]: max_reply must be a size"},
       {"on_failure", config_text(bus_, "on_failure = \"explode\"\n"),
        "3:14: [bus]: on_failure must be \"keep_others\" or \"shut_down\""},
-      {"duplicate service", config_text(bus_) + "[[service]]\nname = \"svc\"\ncommand = [\"true\"]\n",
+      {"duplicate service",
+       config_text(bus_) + "[[service]]\nname = \"svc\"\ncommand = [\"true\"]\n",
        "8:8: [[service]] 'svc': duplicate service name (first at line 4)"},
-      {"no such program", config_text(bus_) + "[[service]]\nname = \"b\"\ncommand = [\"no_such_worker_x\"]\n",
+      {"no such program",
+       config_text(bus_) + "[[service]]\nname = \"b\"\ncommand = [\"no_such_worker_x\"]\n",
        "9:12: [[service]] 'b': program 'no_such_worker_x' not found"},
       {"no such schema file",
-       config_text(bus_, "", "schema = \"no/such.fbs\"\nrequest = \"a.B\"\nreply = \"a.C\"\n"
-                             "request_id = \"ABCD\"\nreply_id = \"EFGH\"\n"),
+       config_text(bus_, "",
+                   "schema = \"no/such.fbs\"\nrequest = \"a.B\"\nreply = \"a.C\"\n"
+                   "request_id = \"ABCD\"\nreply_id = \"EFGH\"\n"),
        "7:10: [[service]] 'svc': schema file 'no/such.fbs' not found"},
       {"schema lacks the type",
-       config_text(bus_, "", "schema = \"examples/mailer.fbs\"\nrequest = \"shmbus.examples.mailer.NoSuchType\"\n"
-                             "reply = \"shmbus.examples.mailer.EmailSent\"\n"),
+       config_text(
+           bus_, "",
+           "schema = \"examples/mailer.fbs\"\nrequest = \"shmbus.examples.mailer.NoSuchType\"\n"
+           "reply = \"shmbus.examples.mailer.EmailSent\"\n"),
        "7:10: [[service]] 'svc': "},
       {"identifier differs from the schema's",
-       config_text(bus_, "", "schema = \"examples/mailer.fbs\"\nrequest = \"shmbus.examples.mailer.SendEmail\"\n"
-                             "reply = \"shmbus.examples.mailer.EmailSent\"\nrequest_id = \"MAIX\"\n"),
-       "10:14: [[service]] 'svc': request_id 'MAIX' differs from the schema's file_identifier 'MAIL'"},
+       config_text(
+           bus_, "",
+           "schema = \"examples/mailer.fbs\"\nrequest = \"shmbus.examples.mailer.SendEmail\"\n"
+           "reply = \"shmbus.examples.mailer.EmailSent\"\nrequest_id = \"MAIX\"\n"),
+       "10:14: [[service]] 'svc': request_id 'MAIX' differs from the schema's file_identifier "
+       "'MAIL'"},
       {"typed without schema needs ids",
        config_text(bus_, "", "request = \"a.B\"\nreply = \"a.C\"\n"),
        "4: [[service]] 'svc': missing required field 'request_id'"},
@@ -117,18 +129,20 @@ TEST_F(LaunchConfigTest, ABadValueIsRefusedWithWhatWouldBeRight) {
 
 TEST_F(LaunchConfigTest, AnUnknownVariableIsAConfigError) {
   ::unsetenv("SHMBUS_TEST_NO_SUCH_VARIABLE");
-  expect_refused({"unknown ${VAR}",
-                  config_text(bus_, "", "env = { MAILDIR = \"${SHMBUS_TEST_NO_SUCH_VARIABLE}/x\" }\n"),
-                  "7:19: [[service]] 'svc': unknown variable ${SHMBUS_TEST_NO_SUCH_VARIABLE}"});
+  expect_refused(
+      {"unknown ${VAR}",
+       config_text(bus_, "", "env = { MAILDIR = \"${SHMBUS_TEST_NO_SUCH_VARIABLE}/x\" }\n"),
+       "7:19: [[service]] 'svc': unknown variable ${SHMBUS_TEST_NO_SUCH_VARIABLE}"});
 }
 
 TEST_F(LaunchConfigTest, AGoodConfigPassesTheCheckAndStartsNothing) {
   const std::string file = dir_.write(
-      "good.toml", config_text(bus_, "max_reply = \"2KiB\"\nblob_classes = [{ size = \"64KiB\", count = 4 }]\n",
-                               "servers = 2\nwithin = 2.5\nenv = { WHERE = \"${CONFIG_DIR}\" }\n"
-                               "schema = \"examples/mailer.fbs\"\n"
-                               "request = \"shmbus.examples.mailer.SendEmail\"\n"
-                               "reply = \"shmbus.examples.mailer.EmailSent\"\n"));
+      "good.toml",
+      config_text(bus_, "max_reply = \"2KiB\"\nblob_classes = [{ size = \"64KiB\", count = 4 }]\n",
+                  "servers = 2\nwithin = 2.5\nenv = { WHERE = \"${CONFIG_DIR}\" }\n"
+                  "schema = \"examples/mailer.fbs\"\n"
+                  "request = \"shmbus.examples.mailer.SendEmail\"\n"
+                  "reply = \"shmbus.examples.mailer.EmailSent\"\n"));
   const test::ToolRun run = test::run_tool({"launch", "--check", file}, 10s);
   EXPECT_EQ(run.status, 0) << run.out;
   EXPECT_NE(run.out.find("config ok: bus '" + bus_ + "'"), std::string::npos) << run.out;

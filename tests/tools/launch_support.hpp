@@ -20,7 +20,8 @@ namespace shmbus::test {
 class ConfigDir {
  public:
   ConfigDir() {
-    std::string pattern = (std::filesystem::temp_directory_path() / "shmbus_launch_XXXXXX").string();
+    std::string pattern =
+        (std::filesystem::temp_directory_path() / "shmbus_launch_XXXXXX").string();
     path_ = ::mkdtemp(pattern.data());
   }
   ~ConfigDir() {
@@ -53,7 +54,8 @@ class ConfigDir {
 
 // The restarts the launcher's status value ("shmbus.launcher") shows for
 // `child`, or nullopt when the value or the child is not there.
-[[nodiscard]] inline std::optional<std::uint32_t> status_restarts(Bus& bus, const std::string& child) {
+[[nodiscard]] inline std::optional<std::uint32_t> status_restarts(Bus& bus,
+                                                                  const std::string& child) {
   auto state = bus.state();
   if (!state) return std::nullopt;
   auto view = state->get("shmbus.launcher");

@@ -1,9 +1,8 @@
 // `shmbus launch` as a user runs it: real launcher, real workers (the test
 // child's launch_worker role), real signals. Every test ends with its bus
 // removed (by the launcher, or by `shmbus gc` after a killed launcher).
-#include <gtest/gtest.h>
-
 #include <grp.h>
+#include <gtest/gtest.h>
 #include <signal.h>
 #include <sys/stat.h>
 #include <sys/types.h>
@@ -96,14 +95,14 @@ class LaunchTest : public ::testing::Test {
   }
   // Writes the config (a [bus] table with `bus_lines`, then `services`).
   std::string config(const std::string& bus_lines, const std::string& services) {
-    return dir_.write("launch.toml",
-                      "[bus]\nname = \"" + bus_ + "\"\n" + bus_lines + services);
+    return dir_.write("launch.toml", "[bus]\nname = \"" + bus_ + "\"\n" + bus_lines + services);
   }
   // Starts the launcher and waits for its ready line.
   test::Child launch(const std::string& file) {
     test::Child launcher = test::start_tool({"launch", file});
-    EXPECT_TRUE(test::wait_until(kReady, [&] { return launcher.printed("ready: bus '" + bus_ + "'"); }))
-        << launcher.output();
+    EXPECT_TRUE(test::wait_until(kReady, [&] {
+      return launcher.printed("ready: bus '" + bus_ + "'");
+    })) << launcher.output();
     return launcher;
   }
   Bus attach() {
@@ -120,7 +119,8 @@ TEST_F(LaunchTest, AKilledWorkerIsRestartedAndTheStatusCountsIt) {
   {
     Bus bus = attach();
     std::vector<int> before;
-    ASSERT_TRUE(test::wait_until(5s, [&] { return (before = live_pids(bus, "echo")).size() == 2; }));
+    ASSERT_TRUE(
+        test::wait_until(5s, [&] { return (before = live_pids(bus, "echo")).size() == 2; }));
     const std::uint64_t killed_at = unix_ns_now();
     ASSERT_EQ(::kill(before[0], SIGKILL), 0);
     // A replacement joins: two live servers again, the killed one not among
@@ -131,8 +131,9 @@ TEST_F(LaunchTest, AKilledWorkerIsRestartedAndTheStatusCountsIt) {
       return now.size() == 2 && std::find(now.begin(), now.end(), before[0]) == now.end() &&
              joined_since(bus, "echo", killed_at) == 1;
     })) << launcher.output();
-    EXPECT_TRUE(test::wait_until(5s, [&] { return launcher.said(": exited (killed by SIGKILL); restarted as pid "); }))
-        << launcher.output();
+    EXPECT_TRUE(test::wait_until(5s, [&] {
+      return launcher.said(": exited (killed by SIGKILL); restarted as pid ");
+    })) << launcher.output();
     EXPECT_TRUE(test::wait_until(5s, [&] {
       const auto a = test::status_restarts(bus, "echo.0"), b = test::status_restarts(bus, "echo.1");
       return a && b && *a + *b == 1;
@@ -154,12 +155,13 @@ TEST_F(LaunchTest, ATypedServiceIsRegisteredAsItsWorkersDeclareIt) {
   // No ids in the config: they come from the schema files ("MAIL", "MALR"),
   // and the registered hash must be what ServiceSchema::of computes, or the
   // workers' Server::join would fail with schema_mismatch.
-  test::Child launcher = launch(config(
-      "", worker_service("mailer", 2, ", \"--typed\", \"1\"",
-                         "schema = \"examples/mailer.fbs\"\n"
-                         "request = \"shmbus.examples.mailer.SendEmail\"\n"
-                         "reply = \"shmbus.examples.mailer.EmailSent\"\n")));
-  EXPECT_TRUE(launcher.printed("ready: bus '" + bus_ + "' (1 service, 2 servers;")) << launcher.output();
+  test::Child launcher =
+      launch(config("", worker_service("mailer", 2, ", \"--typed\", \"1\"",
+                                       "schema = \"examples/mailer.fbs\"\n"
+                                       "request = \"shmbus.examples.mailer.SendEmail\"\n"
+                                       "reply = \"shmbus.examples.mailer.EmailSent\"\n")));
+  EXPECT_TRUE(launcher.printed("ready: bus '" + bus_ + "' (1 service, 2 servers;"))
+      << launcher.output();
   {
     Bus bus = attach();
     const auto expected = ServiceSchema::of<mailer::SendEmail, mailer::EmailSent>("MAIL", "MALR");
@@ -171,9 +173,11 @@ TEST_F(LaunchTest, ATypedServiceIsRegisteredAsItsWorkersDeclareIt) {
     auto service = bus.service("mailer");
     ASSERT_TRUE(service) << service.error().message();
     flatbuffers::FlatBufferBuilder builder;
-    builder.Finish(mailer::CreateSendEmailDirect(builder, "a@example.org", "A", "s", "b", nullptr, 7), "MAIL");
-    auto reply = service->call(std::as_bytes(std::span(builder.GetBufferPointer(), builder.GetSize())),
-                               {.deadline = deadline_in(5s)});
+    builder.Finish(
+        mailer::CreateSendEmailDirect(builder, "a@example.org", "A", "s", "b", nullptr, 7), "MAIL");
+    auto reply =
+        service->call(std::as_bytes(std::span(builder.GetBufferPointer(), builder.GetSize())),
+                      {.deadline = deadline_in(5s)});
     ASSERT_TRUE(reply) << to_string(reply.error());
     MessageBuffer scratch;
     auto sent = reply->read<mailer::EmailSent>("MALR", scratch);
@@ -191,7 +195,8 @@ TEST_F(LaunchTest, AFailingServiceIsReportedAndTheOthersKeepServing) {
       worker_service("good", 1, "") +
           worker_service("bad", 1, ", \"--exit-code\", \"1\"", "max_restarts = 2\nwithin = 5\n")));
   EXPECT_TRUE(test::wait_until(10s, [&] {
-    return launcher.printed("service 'bad' failed: bad.0 exceeded 2 restarts in 5 s (last exit: code 1)");
+    return launcher.printed(
+        "service 'bad' failed: bad.0 exceeded 2 restarts in 5 s (last exit: code 1)");
   })) << launcher.output();
   EXPECT_TRUE(launcher.said("service 'bad' has 0 of 1 live servers (failed)")) << launcher.output();
   {
@@ -208,12 +213,14 @@ TEST_F(LaunchTest, AFailingServiceIsReportedAndTheOthersKeepServing) {
 }
 
 TEST_F(LaunchTest, AFailingServiceUnderShutDownStopsEverything) {
-  test::Child launcher = test::start_tool({"launch", config(
-      "on_failure = \"shut_down\"\n",
-      worker_service("good", 1, "") +
-          worker_service("bad", 1, ", \"--exit-code\", \"1\"", "max_restarts = 1\n"))});
+  test::Child launcher = test::start_tool(
+      {"launch",
+       config("on_failure = \"shut_down\"\n",
+              worker_service("good", 1, "") +
+                  worker_service("bad", 1, ", \"--exit-code\", \"1\"", "max_restarts = 1\n"))});
   EXPECT_EQ(launcher.wait(15s), 69) << launcher.output();
-  EXPECT_TRUE(launcher.printed("service 'bad' failed: bad.0 exceeded 1 restarts in 5 s")) << launcher.output();
+  EXPECT_TRUE(launcher.printed("service 'bad' failed: bad.0 exceeded 1 restarts in 5 s"))
+      << launcher.output();
   EXPECT_TRUE(launcher.printed("good.0: stopped")) << launcher.output();
   EXPECT_FALSE(bus_exists(bus_));
 }
@@ -221,8 +228,8 @@ TEST_F(LaunchTest, AFailingServiceUnderShutDownStopsEverything) {
 TEST_F(LaunchTest, ItsSegmentsGetTheConfiguredGroupAndMode) {
   const group* own = ::getgrgid(::getegid());
   ASSERT_NE(own, nullptr);
-  test::Child launcher = launch(config("group = \"" + std::string(own->gr_name) + "\"\n",
-                                       worker_service("echo", 1, "")));
+  test::Child launcher = launch(
+      config("group = \"" + std::string(own->gr_name) + "\"\n", worker_service("echo", 1, "")));
   struct stat st {};
   ASSERT_EQ(::stat(("/dev/shm/shmbus." + bus_).c_str(), &st), 0);
   EXPECT_EQ(st.st_gid, ::getegid());
@@ -261,14 +268,16 @@ TEST_F(LaunchTest, SigtermClosesTheServicesAndDrainsEveryAcceptedCast) {
   constexpr int kCasts = 200;  // 2 servers × 8 ms each: about 0.8 s of work
   test::Child launcher = launch(config(
       "drain_grace = 10.0\n",
-      worker_service("slow", 2, ", \"--work-us\", \"8000\", \"--count-file\", \"${CONFIG_DIR}/handled\"",
+      worker_service("slow", 2,
+                     ", \"--work-us\", \"8000\", \"--count-file\", \"${CONFIG_DIR}/handled\"",
                      "mailbox_capacity = 256\n")));
   {
     Bus bus = attach();
     cast_all(bus, "slow", kCasts);
     launcher.signal(SIGTERM);
-    ASSERT_TRUE(test::wait_until(5s, [&] { return launcher.said("services closed to new messages"); }))
-        << launcher.output();
+    ASSERT_TRUE(test::wait_until(5s, [&] {
+      return launcher.said("services closed to new messages");
+    })) << launcher.output();
     // Closed while draining: refused, never queued behind the drain.
     auto service = bus.service("slow");
     ASSERT_TRUE(service) << service.error().message();
@@ -286,7 +295,8 @@ TEST_F(LaunchTest, ADrainGraceTooShortReportsWhatIsLeft) {
   constexpr int kCasts = 100;  // 1 server × 20 ms each: 2 s of work, 0.1 s of grace
   test::Child launcher = launch(config(
       "drain_grace = 0.1\n",
-      worker_service("slow", 1, ", \"--work-us\", \"20000\", \"--count-file\", \"${CONFIG_DIR}/handled\"",
+      worker_service("slow", 1,
+                     ", \"--work-us\", \"20000\", \"--count-file\", \"${CONFIG_DIR}/handled\"",
                      "mailbox_capacity = 128\n")));
   {
     Bus bus = attach();
@@ -299,7 +309,8 @@ TEST_F(LaunchTest, ADrainGraceTooShortReportsWhatIsLeft) {
   // Nothing lost silently: what was not handled is reported as queued.
   EXPECT_TRUE(launcher.printed("unhandled: service 'slow': " + std::to_string(kCasts - done) +
                                " queued, 0 dead letters"))
-      << "handled " << done << "\n" << launcher.output();
+      << "handled " << done << "\n"
+      << launcher.output();
   EXPECT_FALSE(bus_exists(bus_));
 }
 
@@ -308,12 +319,14 @@ TEST_F(LaunchTest, AKilledLauncherTakesItsWorkersAndGcRemovesItsBus) {
   std::vector<int> workers;
   {
     Bus bus = attach();
-    ASSERT_TRUE(test::wait_until(5s, [&] { return (workers = live_pids(bus, "echo")).size() == 2; }));
+    ASSERT_TRUE(
+        test::wait_until(5s, [&] { return (workers = live_pids(bus, "echo")).size() == 2; }));
   }
   launcher.kill_9();
   (void)launcher.wait(5s);
   for (int pid : workers) {
-    EXPECT_TRUE(test::wait_until(5s, [&] { return ended(pid); })) << "worker " << pid << " outlived its launcher";
+    EXPECT_TRUE(test::wait_until(5s, [&] { return ended(pid); }))
+        << "worker " << pid << " outlived its launcher";
   }
   EXPECT_TRUE(bus_exists(bus_)) << "a killed launcher cannot remove its bus";
   const test::ToolRun gc = test::run_tool({"gc", "--min-age", "0", bus_}, 10s);

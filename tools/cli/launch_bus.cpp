@@ -49,13 +49,15 @@ Result<void> register_all(Bus& bus, const LaunchConfig& config) {
 }  // namespace
 
 int running_launcher_pid(const std::string& name) {
-  auto bus = Bus::attach(name, {.ready_timeout = std::chrono::milliseconds(500), .label = "shmbus launch (probe)"});
+  auto bus = Bus::attach(
+      name, {.ready_timeout = std::chrono::milliseconds(500), .label = "shmbus launch (probe)"});
   if (!bus) return 0;
   auto state = bus->state();
   if (!state) return 0;
   auto view = state->get(kLauncherStatusKey);
   if (!view) return 0;
-  auto status = view->root<shmbus::launcher::LauncherStatus>(shmbus::launcher::LauncherStatusIdentifier());
+  auto status =
+      view->root<shmbus::launcher::LauncherStatus>(shmbus::launcher::LauncherStatusIdentifier());
   return status ? (*status)->pid() : 0;
 }
 

@@ -1,10 +1,9 @@
 // launch_command.cpp — `shmbus launch CONFIG.toml` (launcher.hpp; the config
 // format: launch_config.hpp).
+#include <CLI/CLI.hpp>
 #include <cstdio>
 #include <memory>
 #include <string>
-
-#include <CLI/CLI.hpp>
 
 #include "command.hpp"
 #include "launch_config.hpp"

@@ -7,14 +7,13 @@
 #include "launch_config.hpp"
 
 #include <grp.h>
+#include <toml++/toml.h>
 
 #include <algorithm>
 #include <array>
 #include <cstdlib>
 #include <filesystem>
 #include <map>
-
-#include <toml++/toml.h>
 
 #include "launch_fields.hpp"
 #include "launch_values.hpp"
@@ -26,14 +25,27 @@ namespace {
 
 const std::vector<std::string> kTopKeys = {"bus", "service"};
 const std::vector<std::string> kBusKeys = {
-    "name",  "mode",           "group",        "trusted",          "max_processes",
-    "max_in_flight", "max_reply", "state_capacity", "blob_classes", "mailbox_capacity",
-    "max_record", "drain_grace", "on_failure"};
-const std::vector<std::string> kServiceKeys = {
-    "name",           "command",        "servers",        "restart",    "max_restarts",
-    "within",         "shutdown_grace", "max_deliveries", "mailbox_capacity",
-    "max_record",     "dead_letter_capacity", "partitions", "schema",  "request",
-    "reply",          "request_id",     "reply_id",       "env"};
+    "name",          "mode",        "group",          "trusted",      "max_processes",
+    "max_in_flight", "max_reply",   "state_capacity", "blob_classes", "mailbox_capacity",
+    "max_record",    "drain_grace", "on_failure"};
+const std::vector<std::string> kServiceKeys = {"name",
+                                               "command",
+                                               "servers",
+                                               "restart",
+                                               "max_restarts",
+                                               "within",
+                                               "shutdown_grace",
+                                               "max_deliveries",
+                                               "mailbox_capacity",
+                                               "max_record",
+                                               "dead_letter_capacity",
+                                               "partitions",
+                                               "schema",
+                                               "request",
+                                               "reply",
+                                               "request_id",
+                                               "reply_id",
+                                               "env"};
 
 constexpr std::uint64_t kKiB = 1024;
 constexpr std::uint64_t kMiB = kKiB * 1024;
@@ -77,7 +89,8 @@ void parse_group(Fields& bus, LaunchConfig& config) {
   if (found == nullptr) {
     char* end = nullptr;
     const unsigned long gid = std::strtoul(name->c_str(), &end, 10);
-    if (name->empty() || *end != '\0') bus.fail(bus.get("group"), "no group '" + *name + "' on this host");
+    if (name->empty() || *end != '\0')
+      bus.fail(bus.get("group"), "no group '" + *name + "' on this host");
     config.group = static_cast<gid_t>(gid);
   } else {
     config.group = found->gr_gid;
@@ -99,7 +112,8 @@ std::vector<BlobClass> parse_blob_classes(Fields& bus) {
     Fields fields(bus.reader(), *table, bus.context() + " blob class", {"size", "count"});
     BlobClass c;
     c.block_size = fields.required_size("size", 4 * kKiB, kGiB);
-    if (c.block_size % (4 * kKiB) != 0) fields.fail(fields.get("size"), "size must be a multiple of 4 KiB");
+    if (c.block_size % (4 * kKiB) != 0)
+      fields.fail(fields.get("size"), "size must be a multiple of 4 KiB");
     c.count = u32(fields.required_integer("count", 1, 65536));
     if (!classes.empty() && c.block_size <= classes.back().block_size) {
       fields.fail(fields.get("size"), "blob classes must grow in size");
@@ -113,7 +127,8 @@ OnFailure parse_on_failure(Fields& bus) {
   const auto text = bus.text("on_failure");
   if (!text || *text == "keep_others") return OnFailure::keep_others;
   if (*text == "shut_down") return OnFailure::shut_down;
-  bus.fail(bus.get("on_failure"), "on_failure must be \"keep_others\" or \"shut_down\", not \"" + *text + "\"");
+  bus.fail(bus.get("on_failure"),
+           "on_failure must be \"keep_others\" or \"shut_down\", not \"" + *text + "\"");
 }
 
 // The service defaults the [bus] table sets.
@@ -130,7 +145,8 @@ ServiceDefaults parse_bus(const toml::table& root, const Reader& reader, LaunchC
   Fields bus(reader, *table, "[bus]", kBusKeys);
   config.bus = bus.required_text("name");
   if (!valid_name(config.bus)) {
-    bus.fail(bus.get("name"), "name '" + config.bus + "' must be 1 … 48 characters of [A-Za-z0-9_-]");
+    bus.fail(bus.get("name"),
+             "name '" + config.bus + "' must be 1 … 48 characters of [A-Za-z0-9_-]");
   }
   parse_group(bus, config);
   config.create.mode = parse_mode(bus, config.group.has_value());
@@ -138,7 +154,8 @@ ServiceDefaults parse_bus(const toml::table& root, const Reader& reader, LaunchC
   config.create.max_processes = u32(bus.integer("max_processes", 1, 1024).value_or(256));
   config.create.max_in_flight = u32(bus.integer("max_in_flight", 1, 4096).value_or(64));
   config.create.max_reply = u32(bus.size("max_reply", 0, kMiB).value_or(1024));
-  config.create.state_capacity = bus.size("state_capacity", 64 * kKiB, 64 * kGiB).value_or(8 * kMiB);
+  config.create.state_capacity =
+      bus.size("state_capacity", 64 * kKiB, 64 * kGiB).value_or(8 * kMiB);
   config.create.blob_classes = parse_blob_classes(bus);
   config.create.label = "shmbus launch";
   config.drain_grace = bus.seconds("drain_grace").value_or(std::chrono::milliseconds(5000));
@@ -154,15 +171,18 @@ Restart parse_restart(Fields& service) {
   if (!text || *text == "permanent") return Restart::permanent;
   if (*text == "transient") return Restart::transient;
   if (*text == "temporary") return Restart::temporary;
-  service.fail(service.get("restart"), "restart must be \"permanent\", \"transient\" or "
-                                       "\"temporary\", not \"" + *text + "\"");
+  service.fail(service.get("restart"),
+               "restart must be \"permanent\", \"transient\" or "
+               "\"temporary\", not \"" +
+                   *text + "\"");
 }
 
 std::string expand(Fields& fields, const toml::node* at, const std::string& text,
                    const LaunchConfig& config) {
   std::string unknown;
   auto expanded = expand_vars(text, config.dir, unknown);
-  if (!expanded) fields.fail(at, "unknown variable ${" + unknown + "} (not in the launcher's environment)");
+  if (!expanded)
+    fields.fail(at, "unknown variable ${" + unknown + "} (not in the launcher's environment)");
   return *expanded;
 }
 
@@ -181,17 +201,17 @@ std::vector<std::string> parse_command(Fields& service, const LaunchConfig& conf
   }
   auto program = find_program(argv.front(), config.dir);
   if (!program) {
-    service.fail(&*array->begin(),
-                 "program '" + argv.front() + "' not found" +
-                     (argv.front().find('/') == std::string::npos
-                          ? " (looked beside the shmbus binary, then in PATH)"
-                          : " (or not executable)"));
+    service.fail(&*array->begin(), "program '" + argv.front() + "' not found" +
+                                       (argv.front().find('/') == std::string::npos
+                                            ? " (looked beside the shmbus binary, then in PATH)"
+                                            : " (or not executable)"));
   }
   argv.front() = *program;
   return argv;
 }
 
-std::vector<std::pair<std::string, std::string>> parse_env(Fields& service, const LaunchConfig& config) {
+std::vector<std::pair<std::string, std::string>> parse_env(Fields& service,
+                                                           const LaunchConfig& config) {
   std::vector<std::pair<std::string, std::string>> env;
   const toml::node* node = service.get("env");
   if (node == nullptr) return env;
@@ -199,7 +219,8 @@ std::vector<std::pair<std::string, std::string>> parse_env(Fields& service, cons
   if (table == nullptr) service.fail(node, "env must be a table: env = { KEY = \"value\" }");
   for (auto&& [key, value] : *table) {
     const auto* text = value.as_string();
-    if (text == nullptr) service.fail(&value, "env." + std::string(key.str()) + " must be a string");
+    if (text == nullptr)
+      service.fail(&value, "env." + std::string(key.str()) + " must be a string");
     env.emplace_back(std::string(key.str()), expand(service, &value, text->get(), config));
   }
   return env;
@@ -216,10 +237,12 @@ std::array<char, 5> identifier(Fields& service, const char* key, std::array<char
     return id;
   }
   if (text->size() != 4) {
-    service.fail(service.get(key), std::string(key) + " must be 4 characters (a FlatBuffers file_identifier)");
+    service.fail(service.get(key),
+                 std::string(key) + " must be 4 characters (a FlatBuffers file_identifier)");
   }
   if (from_file[0] != '\0' && !std::equal(text->begin(), text->end(), from_file.begin())) {
-    service.fail(service.get(key), std::string(key) + " '" + *text + "' differs from the schema's file_identifier '" +
+    service.fail(service.get(key), std::string(key) + " '" + *text +
+                                       "' differs from the schema's file_identifier '" +
                                        std::string(from_file.begin(), from_file.end()) +
                                        "' (workers built from the schema would not match)");
   }
@@ -232,8 +255,9 @@ LoadedSchema load_service_schema(Fields& service, const std::string& path,
                                  const ServiceSchema& schema, const LaunchConfig& config) {
   const auto location = locate_schema_file(path, config.dir);
   if (!location) {
-    service.fail(service.get("schema"), "schema file '" + path + "' not found (searched $SHMBUS_SCHEMA_PATH, " +
-                                            "the installed and source schema directories, and the config's directory)");
+    service.fail(service.get("schema"),
+                 "schema file '" + path + "' not found (searched $SHMBUS_SCHEMA_PATH, " +
+                     "the installed and source schema directories, and the config's directory)");
   }
   auto loaded = load_schema(location->file, schema.request_type, schema.reply_type);
   if (!loaded) service.fail(service.get("schema"), loaded.error().detail);
@@ -245,7 +269,9 @@ ServiceSchema parse_schema(Fields& service, const LaunchConfig& config) {
   const auto path = service.text("schema");
   if (!path && service.get("request") == nullptr && service.get("reply") == nullptr) {
     for (const char* key : {"request_id", "reply_id"}) {
-      if (service.get(key) != nullptr) service.fail(service.get(key), std::string(key) + " needs request and reply (the type names)");
+      if (service.get(key) != nullptr)
+        service.fail(service.get(key),
+                     std::string(key) + " needs request and reply (the type names)");
     }
     return schema;  // untyped
   }
@@ -270,12 +296,14 @@ ServiceSchema parse_schema(Fields& service, const LaunchConfig& config) {
   return schema;
 }
 
-ServiceConfig parse_service(Fields& service, const LaunchConfig& config, const ServiceDefaults& defaults) {
+ServiceConfig parse_service(Fields& service, const LaunchConfig& config,
+                            const ServiceDefaults& defaults) {
   ServiceConfig out;
   out.line = service.line();
   out.name = service.required_text("name");
   if (!valid_name(out.name)) {
-    service.fail(service.get("name"), "name '" + out.name + "' must be 1 … 48 characters of [A-Za-z0-9_-]");
+    service.fail(service.get("name"),
+                 "name '" + out.name + "' must be 1 … 48 characters of [A-Za-z0-9_-]");
   }
   out.command = parse_command(service, config);
   out.servers = u32(service.integer("servers", 1, 64).value_or(1));
@@ -286,12 +314,16 @@ ServiceConfig parse_service(Fields& service, const LaunchConfig& config, const S
   out.env = parse_env(service, config);
   ServiceOptions& o = out.options;
   o.max_deliveries = u32(service.integer("max_deliveries", 1, 250).value_or(3));
-  o.mailbox_capacity = u32(service.power_of_two("mailbox_capacity", 2, 1u << 24).value_or(defaults.mailbox_capacity));
+  o.mailbox_capacity = u32(
+      service.power_of_two("mailbox_capacity", 2, 1u << 24).value_or(defaults.mailbox_capacity));
   o.max_record = u32(service.size("max_record", 1, 64 * kMiB).value_or(defaults.max_record));
-  o.dead_letter_capacity = u32(service.power_of_two("dead_letter_capacity", 2, 1u << 24).value_or(64));
+  o.dead_letter_capacity =
+      u32(service.power_of_two("dead_letter_capacity", 2, 1u << 24).value_or(64));
   o.partitions = u32(service.integer("partitions", 0, 64).value_or(0));
   if (o.partitions == 1 || (o.partitions & (o.partitions - 1)) != 0) {
-    service.fail(service.get("partitions"), "partitions must be 0 or a power of two in 2 … 64, not " + std::to_string(o.partitions));
+    service.fail(
+        service.get("partitions"),
+        "partitions must be 0 or a power of two in 2 … 64, not " + std::to_string(o.partitions));
   }
   o.schema = parse_schema(service, config);
   return out;
@@ -315,7 +347,8 @@ void parse_services(const toml::table& root, const Reader& reader, LaunchConfig&
     const int line = fields.line();
     if (name != nullptr) {
       if (auto [it, fresh] = seen.emplace(name->get(), line); !fresh) {
-        fields.fail(name, "duplicate service name (first at line " + std::to_string(it->second) + ")");
+        fields.fail(name,
+                    "duplicate service name (first at line " + std::to_string(it->second) + ")");
       }
     }
     config.services.push_back(parse_service(fields, config, defaults));

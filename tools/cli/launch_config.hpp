@@ -71,8 +71,8 @@ namespace shmbus::tools {
 
 struct ServiceConfig {
   std::string name;
-  int line = 0;                                          // of its [[service]] table
-  std::vector<std::string> command;                      // expanded; argv[0] resolved
+  int line = 0;                      // of its [[service]] table
+  std::vector<std::string> command;  // expanded; argv[0] resolved
   std::uint32_t servers = 1;
   Restart restart = Restart::permanent;
   std::uint32_t max_restarts = 3;
@@ -83,11 +83,11 @@ struct ServiceConfig {
 };
 
 struct LaunchConfig {
-  std::string path;                       // absolute
-  std::string dir;                        // the file's directory (${CONFIG_DIR})
+  std::string path;  // absolute
+  std::string dir;   // the file's directory (${CONFIG_DIR})
   std::string bus;
-  CreateOptions create;                   // mode, trusted and the bus's sizes
-  std::optional<gid_t> group;             // segments are chgrp'd to it
+  CreateOptions create;        // mode, trusted and the bus's sizes
+  std::optional<gid_t> group;  // segments are chgrp'd to it
   std::string group_name;
   std::chrono::milliseconds drain_grace{5000};
   OnFailure on_failure = OnFailure::keep_others;

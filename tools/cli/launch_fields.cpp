@@ -12,13 +12,20 @@ namespace {
 
 const char* type_name(const toml::node& node) {
   switch (node.type()) {
-    case toml::node_type::string: return "a string";
-    case toml::node_type::integer: return "an integer";
-    case toml::node_type::floating_point: return "a float";
-    case toml::node_type::boolean: return "a boolean";
-    case toml::node_type::array: return "an array";
-    case toml::node_type::table: return "a table";
-    default: return "a date or time";
+    case toml::node_type::string:
+      return "a string";
+    case toml::node_type::integer:
+      return "an integer";
+    case toml::node_type::floating_point:
+      return "a float";
+    case toml::node_type::boolean:
+      return "a boolean";
+    case toml::node_type::array:
+      return "an array";
+    case toml::node_type::table:
+      return "a table";
+    default:
+      return "a date or time";
   }
 }
 
@@ -73,7 +80,8 @@ std::optional<bool> Fields::boolean(const char* key) const {
   const toml::node* node = get(key);
   if (node == nullptr) return std::nullopt;
   const auto* value = node->as_boolean();
-  if (value == nullptr) fail(node, std::string(key) + " must be true or false, not " + type_name(*node));
+  if (value == nullptr)
+    fail(node, std::string(key) + " must be true or false, not " + type_name(*node));
   return value->get();
 }
 
@@ -82,7 +90,8 @@ std::optional<std::uint64_t> Fields::integer(const char* key, std::uint64_t min,
   const toml::node* node = get(key);
   if (node == nullptr) return std::nullopt;
   const auto* value = node->as_integer();
-  if (value == nullptr) fail(node, std::string(key) + " must be an integer, not " + type_name(*node));
+  if (value == nullptr)
+    fail(node, std::string(key) + " must be an integer, not " + type_name(*node));
   const std::int64_t n = value->get();
   if (n < 0 || static_cast<std::uint64_t>(n) < min || static_cast<std::uint64_t>(n) > max) {
     fail(node, std::string(key) + " must be in " + std::to_string(min) + " … " +
@@ -112,7 +121,8 @@ std::optional<std::uint64_t> Fields::size(const char* key, std::uint64_t min,
     bytes = parse_size(text->get());
   }
   if (!bytes) {
-    fail(node, std::string(key) + " must be a size: integer bytes or \"N\", \"NKiB\", \"NMiB\", \"NGiB\"");
+    fail(node, std::string(key) +
+                   " must be a size: integer bytes or \"N\", \"NKiB\", \"NMiB\", \"NGiB\"");
   }
   if (*bytes < min || *bytes > max) {
     fail(node, std::string(key) + " must be in " + size_text(min) + " … " + size_text(max) +
@@ -144,7 +154,8 @@ std::string Fields::required_text(const char* key) const {
   return *value;
 }
 
-std::uint64_t Fields::required_integer(const char* key, std::uint64_t min, std::uint64_t max) const {
+std::uint64_t Fields::required_integer(const char* key, std::uint64_t min,
+                                       std::uint64_t max) const {
   auto value = integer(key, min, max);
   if (!value) missing(key);
   return *value;

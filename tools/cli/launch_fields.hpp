@@ -5,13 +5,13 @@
 // load_launch_config() catches and returns a Result).
 #pragma once
 
+#include <toml++/toml.h>
+
 #include <chrono>
 #include <cstdint>
 #include <optional>
 #include <string>
 #include <vector>
-
-#include <toml++/toml.h>
 
 namespace shmbus::tools {
 

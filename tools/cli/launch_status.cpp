@@ -1,12 +1,11 @@
 // launch_status.cpp — progress lines and the launcher's status value.
 #include "launch_status.hpp"
 
+#include <flatbuffers/flatbuffers.h>
 #include <string.h>
 #include <unistd.h>
 
 #include <cstdio>
-
-#include <flatbuffers/flatbuffers.h>
 
 #include "shmbus/schemas/launcher_generated.h"
 
@@ -32,10 +31,14 @@ std::uint64_t unix_ns_of(std::chrono::steady_clock::time_point at) {
 
 fb::ChildState state_of(ChildState state) {
   switch (state) {
-    case ChildState::running: return fb::ChildState::Running;
-    case ChildState::exited: return fb::ChildState::Exited;
-    case ChildState::failed: return fb::ChildState::Failed;
-    case ChildState::stopped: return fb::ChildState::Stopped;
+    case ChildState::running:
+      return fb::ChildState::Running;
+    case ChildState::exited:
+      return fb::ChildState::Exited;
+    case ChildState::failed:
+      return fb::ChildState::Failed;
+    case ChildState::stopped:
+      return fb::ChildState::Stopped;
   }
   return fb::ChildState::Exited;
 }
@@ -86,7 +89,8 @@ std::vector<std::string> EventPrinter::take(const ChildEvent& event) {
     }
     case ChildEvent::Kind::restarted:
       lines.push_back((before.empty() ? event.name + ": " : before) + "restarted as pid " +
-                      std::to_string(event.pid) + " (restart " + std::to_string(event.restarts) + ")");
+                      std::to_string(event.pid) + " (restart " + std::to_string(event.restarts) +
+                      ")");
       break;
     case ChildEvent::Kind::failed:
       lines.push_back((before.empty() ? event.name + ": " : before) + "not restarted: failed");
@@ -119,17 +123,16 @@ void StatusPublisher::publish(LaunchPhase phase, const std::vector<ChildStatus>&
     std::vector<flatbuffers::Offset<fb::Child>> rows;
     for (const auto& child : children) {
       const ExitStatus last = child.last_exit.value_or(ExitStatus{});
-      rows.push_back(fb::CreateChildDirect(builder, child.name.c_str(),
-                                           service_of_[child.name].c_str(), child.pid,
-                                           state_of(child.state), child.restarts,
-                                           unix_ns_of(child.started_at), last.code, last.signal,
-                                           child.last_exit.has_value()));
+      rows.push_back(fb::CreateChildDirect(
+          builder, child.name.c_str(), service_of_[child.name].c_str(), child.pid,
+          state_of(child.state), child.restarts, unix_ns_of(child.started_at), last.code,
+          last.signal, child.last_exit.has_value()));
     }
     std::vector<flatbuffers::Offset<flatbuffers::String>> failed;
     for (const auto& service : failed_services) failed.push_back(builder.CreateString(service));
-    const auto root = fb::CreateLauncherStatusDirect(
-        builder, static_cast<int>(::getpid()), config_path_.c_str(), started_unix_ns_,
-        static_cast<fb::Phase>(phase), &rows, &failed);
+    const auto root = fb::CreateLauncherStatusDirect(builder, static_cast<int>(::getpid()),
+                                                     config_path_.c_str(), started_unix_ns_,
+                                                     static_cast<fb::Phase>(phase), &rows, &failed);
     fb::FinishLauncherStatusBuffer(builder, root);
   };
   // Built once to learn its size, then in place in the state segment, so

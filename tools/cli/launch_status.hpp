@@ -37,7 +37,8 @@ class EventPrinter {
     std::uint32_t max_restarts = 0;
     std::chrono::milliseconds within{0};
   };
-  explicit EventPrinter(std::map<std::string, ChildInfo> children) : children_(std::move(children)) {}
+  explicit EventPrinter(std::map<std::string, ChildInfo> children)
+      : children_(std::move(children)) {}
 
   // The lines `event` completes (none when it is held). A failure adds
   //   service 'mailer' failed: mailer.0 exceeded 3 restarts in 5 s (last exit: code 1)
@@ -56,8 +57,10 @@ class EventPrinter {
 // Publishes the LauncherStatus FlatBuffer under kLauncherStatusKey.
 class StatusPublisher {
  public:
-  StatusPublisher(State state, std::string config_path, std::map<std::string, std::string> service_of)
-      : state_(std::move(state)), config_path_(std::move(config_path)),
+  StatusPublisher(State state, std::string config_path,
+                  std::map<std::string, std::string> service_of)
+      : state_(std::move(state)),
+        config_path_(std::move(config_path)),
         service_of_(std::move(service_of)) {}
 
   // Replaces the value. A failure (state_full) is printed once on stderr and

@@ -1,8 +1,6 @@
 // launch_values.cpp — sizes, ${VAR}, program and schema look-ups for launch_config.cpp.
 #include "launch_values.hpp"
 
-#include "schema_files.hpp"
-
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -10,6 +8,8 @@
 #include <cstdlib>
 #include <filesystem>
 #include <limits>
+
+#include "schema_files.hpp"
 
 namespace shmbus::tools {
 
@@ -139,7 +139,8 @@ std::optional<SchemaLocation> locate_schema_file(const std::string& path,
   }
   for (const auto& dir : schema_search_path()) {
     const auto candidate = dir / path;
-    if (is_file(candidate.string())) return SchemaLocation{candidate.lexically_normal().string(), true};
+    if (is_file(candidate.string()))
+      return SchemaLocation{candidate.lexically_normal().string(), true};
   }
   const std::string beside = config_dir + "/" + path;
   if (!is_file(beside)) return std::nullopt;

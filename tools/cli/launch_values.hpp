@@ -34,13 +34,14 @@ namespace shmbus::tools {
 // schema search path (schema_files.hpp), then relative to `config_dir`; the
 // flag says whether the search path found it. nullopt when nowhere.
 struct SchemaLocation {
-  std::string file;          // absolute or as found on the search path
+  std::string file;  // absolute or as found on the search path
   bool on_search_path = false;
 };
 [[nodiscard]] std::optional<SchemaLocation> locate_schema_file(const std::string& path,
                                                                const std::string& config_dir);
 
 // The candidate closest to `word` (edit distance ≤ 2, or a prefix), or "".
-[[nodiscard]] std::string nearest(std::string_view word, const std::vector<std::string>& candidates);
+[[nodiscard]] std::string nearest(std::string_view word,
+                                  const std::vector<std::string>& candidates);
 
 }  // namespace shmbus::tools

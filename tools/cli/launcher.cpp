@@ -115,8 +115,11 @@ std::uint32_t live_servers(const ServiceInfo& info) {
 class Launch {
  public:
   Launch(const LaunchConfig& config, Bus bus, State state, int signal_fd)
-      : config_(config), bus_(std::move(bus)), printer_(child_infos(config)),
-        status_(std::move(state), config.path, service_of(config)), signal_fd_(signal_fd) {}
+      : config_(config),
+        bus_(std::move(bus)),
+        printer_(child_infos(config)),
+        status_(std::move(state), config.path, service_of(config)),
+        signal_fd_(signal_fd) {}
 
   int run() {
     publish();
@@ -192,8 +195,8 @@ class Launch {
       const bool failed = printer_.failed_services().contains(service.name);
       settled = settled && failed;
       missing += std::string(missing.empty() ? "" : ", ") + "service '" + service.name + "' has " +
-                 std::to_string(have) + " of " + std::to_string(service.servers) +
-                 " live servers" + (failed ? " (failed)" : "");
+                 std::to_string(have) + " of " + std::to_string(service.servers) + " live servers" +
+                 (failed ? " (failed)" : "");
     }
     if (!settled && !force) return;
     ready_ = true;
