@@ -234,7 +234,7 @@ TEST_F(LaunchTest, ItsSegmentsGetTheConfiguredGroupAndMode) {
   ASSERT_EQ(::stat(("/dev/shm/shmbus." + bus_).c_str(), &st), 0);
   EXPECT_EQ(st.st_gid, ::getegid());
   EXPECT_EQ(st.st_mode & 0777, 0660u) << "a group bus defaults to mode 0660";
-  launcher.signal(SIGTERM);
+  launcher.signal(SIGHUP);  // a closed terminal stops it in order too
   EXPECT_EQ(launcher.wait(10s), 0) << launcher.output();
 }
 
@@ -311,6 +311,26 @@ TEST_F(LaunchTest, ADrainGraceTooShortReportsWhatIsLeft) {
                                " queued, 0 dead letters"))
       << "handled " << done << "\n"
       << launcher.output();
+  EXPECT_FALSE(bus_exists(bus_));
+}
+
+TEST_F(LaunchTest, ASecondSignalSkipsTheDrain) {
+  constexpr int kCasts = 100;  // 1 server × 20 ms each: 2 s of work, 10 s of grace
+  test::Child launcher =
+      launch(config("drain_grace = 10.0\n", worker_service("slow", 1, ", \"--work-us\", \"20000\"",
+                                                           "mailbox_capacity = 128\n")));
+  {
+    Bus bus = attach();
+    cast_all(bus, "slow", kCasts);
+  }
+  launcher.signal(SIGTERM);
+  ASSERT_TRUE(test::wait_until(5s, [&] { return launcher.said("draining the queues"); }))
+      << launcher.output();
+  launcher.signal(SIGINT);
+  EXPECT_EQ(launcher.wait(5s), 75) << launcher.output();
+  EXPECT_TRUE(launcher.printed("stopping: second signal (SIGINT): not draining"))
+      << launcher.output();
+  EXPECT_TRUE(launcher.printed("unhandled: service 'slow': ")) << launcher.output();
   EXPECT_FALSE(bus_exists(bus_));
 }
 

@@ -12,10 +12,10 @@
 namespace shmbus::tools {
 
 Command add_launch_command(CLI::App& app) {
-  auto* sub = app.add_subcommand(
-      "launch",
-      "Create a bus from a TOML config, start and supervise its workers; SIGINT/SIGTERM drains "
-      "the queues, stops the workers and removes the bus");
+  auto* sub = app.add_subcommand("launch",
+                                 "Create a bus from a TOML config, start and supervise its "
+                                 "workers; SIGINT/SIGTERM/SIGHUP closes the services, drains "
+                                 "the queues, stops the workers and removes the bus");
   auto config_path = std::make_shared<std::string>();
   auto check_only = std::make_shared<bool>(false);
   sub->add_option("config", *config_path, "the launcher config (TOML)")->required();

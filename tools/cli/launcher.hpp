@@ -8,7 +8,7 @@
 // line starting "ready: bus '<name>'". Publishes its status under the state
 // key "shmbus.launcher" (launcher.fbs).
 //
-// SIGINT/SIGTERM: close every service (new calls and casts fail with
+// SIGINT/SIGTERM/SIGHUP: close every service (new calls and casts fail with
 // `stopped`: Bus::close_service), drain (until every queue is empty and no
 // server is mid-message, at most drain_grace; a second signal skips it),
 // stop the workers
