@@ -210,9 +210,11 @@ class Launch {
     set_phase(LaunchPhase::running);
   }
 
-  // Every queue empty and no record taken but not done (a server mid-message).
+  // Every queue empty and no record taken but not done (a server mid-message),
+  // but for failed services: no server of theirs will come to drain them.
   [[nodiscard]] bool drained() const {
     for (const auto& info : bus_.services()) {
+      if (printer_.failed_services().contains(info.name)) continue;
       const auto& m = info.mailboxes;
       if (info.depth > 0 || m.claimed > m.consumed + m.sender_aborted) return false;
     }
