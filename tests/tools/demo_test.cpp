@@ -5,6 +5,7 @@
 #include <stdlib.h>
 
 #include <filesystem>
+#include <regex>
 #include <string>
 
 #include "tool_run.hpp"
@@ -44,6 +45,10 @@ TEST(Demo, RestartsTheKilledWorkerAndLosesNoMessage) {
   EXPECT_NE(summary.find(" delivered=" + std::to_string(files) + " "), std::string::npos)
       << summary << " vs " << files << " files";
   EXPECT_NE(out.find("nothing left of the bus"), std::string::npos) << out;
+  // The demo runs `shmbus ps demo` after the restart: the replaced worker's row
+  // shows its launcher child running with one restart and the SIGKILL it died of.
+  EXPECT_TRUE(std::regex_search(out, std::regex(R"(ps │ +[0-9]+ +mailer\.[0-9] +running +1 .*signal 9)")))
+      << out;
   std::filesystem::remove_all(dir);
 }
 
