@@ -318,6 +318,32 @@ TEST_F(LaunchTest, ADrainGraceTooShortReportsWhatIsLeft) {
   EXPECT_FALSE(bus_exists(bus_));
 }
 
+TEST_F(LaunchTest, ACastItsWorkerWasKilledInTheMiddleOfIsReportedNotLost) {
+  // The worker takes the cast and works 30 s on it; the drain and the
+  // worker's shutdown_grace are short, so the stop ends in SIGKILL mid-cast.
+  test::Child launcher =
+      launch(config("drain_grace = 0.1\n",
+                    worker_service("stuck", 1, ", \"--work-us\", \"30000000\"",
+                                   "shutdown_grace = 0.2\n")));
+  {
+    Bus bus = attach();
+    cast_all(bus, "stuck", 1);
+    ASSERT_TRUE(test::wait_until(5s, [&] {  // taken: out of the queue, not done
+      for (const auto& info : bus.services()) {
+        if (info.name == "stuck") return info.depth == 0 && info.mailboxes.consumed == 0;
+      }
+      return false;
+    }));
+  }
+  launcher.signal(SIGTERM);
+  EXPECT_EQ(launcher.wait(10s), 75) << launcher.output();
+  EXPECT_TRUE(launcher.printed(
+      "unhandled: service 'stuck': 0 queued, 1 cut off (its server was stopped mid-message), "
+      "0 dead letters"))
+      << launcher.output();
+  EXPECT_FALSE(bus_exists(bus_));
+}
+
 TEST_F(LaunchTest, ASecondSignalSkipsTheDrain) {
   constexpr int kCasts = 100;  // 1 server × 20 ms each: 2 s of work, 10 s of grace
   test::Child launcher =

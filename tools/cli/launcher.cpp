@@ -253,13 +253,26 @@ class Launch {
     say("stopping: drained");
   }
 
-  // The queued records and dead letters left; prints the "unhandled:" lines.
+  // Records a server took but never finished: killed mid-message once its
+  // shutdown_grace passed, with no server left to take them over. The ring's
+  // head has moved past them, so `depth` does not count them.
+  [[nodiscard]] static std::uint64_t unfinished(const ServiceInfo& info) {
+    const auto& m = info.mailboxes;
+    const std::uint64_t accounted = m.consumed + m.sender_aborted + info.depth;
+    return m.claimed > accounted ? m.claimed - accounted : 0;
+  }
+
+  // The queued, unfinished and dead-lettered records left; prints the
+  // "unhandled:" lines.
   [[nodiscard]] bool report_unhandled() const {
     bool any = false;
     for (const auto& info : bus_.services()) {
-      if (info.depth == 0 && info.dead_letters == 0) continue;
+      const std::uint64_t cut_off = unfinished(info);
+      if (info.depth == 0 && cut_off == 0 && info.dead_letters == 0) continue;
       any = true;
       say("unhandled: service '" + info.name + "': " + std::to_string(info.depth) + " queued, " +
+          (cut_off == 0 ? ""
+                        : std::to_string(cut_off) + " cut off (its server was stopped mid-message), ") +
           std::to_string(info.dead_letters) + " dead letter" + (info.dead_letters == 1 ? "" : "s"));
     }
     if (!any) say("unhandled: none");

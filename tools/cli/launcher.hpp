@@ -13,8 +13,10 @@
 // server is mid-message, at most drain_grace; a second signal skips it),
 // stop the workers
 // in order (SIGTERM, shutdown_grace, SIGKILL), report what is left —
-// "unhandled: service 'mailer': 3 queued, 1 dead letter" or "unhandled: none"
-// — and remove the bus. A killed launcher's workers die with it
+// "unhandled: service 'mailer': 3 queued, 1 dead letter" or "unhandled: none";
+// a record a worker was killed in the middle of (its shutdown_grace passed)
+// adds "N cut off (its server was stopped mid-message), " before the dead
+// letters — and remove the bus. A killed launcher's workers die with it
 // (PR_SET_PDEATHSIG); its bus stays until `shmbus gc` removes it.
 #pragma once
 
