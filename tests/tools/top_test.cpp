@@ -132,10 +132,11 @@ struct TopOnABus {
     ::unlink(stty_file.c_str());
     // The shell ignores SIGINT (top installs its own handler), so a Ctrl-C
     // reaches top and the shell still writes its status; then the terminal's
-    // modes as top left them.
-    const std::string command = "trap '' INT; " + std::string(SHMBUS_CLI) + " top " +
-                                bus.name() + " --interval 0.2; echo $? > " + status_file +
-                                "; stty -a > " + stty_file;
+    // modes as top left them. SIGQUIT is trapped, not ignored: top gets it
+    // with its default action, as from an interactive shell.
+    const std::string command = "trap '' INT; trap : QUIT; " + std::string(SHMBUS_CLI) +
+                                " top " + bus.name() + " --interval 0.2; echo $? > " +
+                                status_file + "; stty -a > " + stty_file;
     const auto started =
         tmux.run({"new-session", "-d", "-s", session, "-x", "120", "-y", "40", command});
     EXPECT_EQ(started.status, 0) << started.out;
@@ -206,6 +207,20 @@ TEST(Top, CtrlCQuitsCleanly) {
     return screen.find("mailer") != std::string::npos;
   })) << screen << top.exit_status();
   ASSERT_EQ(top.tmux.run({"send-keys", "-t", top.session, "C-c"}).status, 0);
+  top.expect_clean_exit();
+}
+
+TEST(Top, CtrlBackslashQuitsCleanly) {
+  if (on_path("tmux").empty()) GTEST_SKIP() << "tmux is not installed (tools/dev installs it)";
+  TopOnABus top;
+  ASSERT_TRUE(top.start());
+  std::string screen;
+  ASSERT_TRUE(test::wait_until(10s, [&] {
+    screen = top.tmux.screen(top.session);
+    return screen.find("mailer") != std::string::npos;
+  })) << screen << top.exit_status();
+  // SIGQUIT: without a handler it would end top with the terminal left raw.
+  ASSERT_EQ(top.tmux.run({"send-keys", "-t", top.session, "C-\\"}).status, 0);
   top.expect_clean_exit();
 }
 

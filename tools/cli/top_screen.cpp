@@ -18,7 +18,10 @@ namespace {
 volatile sig_atomic_t g_quit = 0;
 volatile sig_atomic_t g_resized = 0;
 
-constexpr int kSignals[4] = {SIGINT, SIGTERM, SIGHUP, SIGWINCH};
+// SIGQUIT too: Ctrl-\ would otherwise end top with a core dump and leave
+// its shell a raw terminal on the alternate screen.
+constexpr int kSignals[TerminalSession::kSignalCount] = {SIGINT, SIGTERM, SIGHUP, SIGQUIT,
+                                                         SIGWINCH};
 
 extern "C" void on_signal(int signal_number) {
   if (signal_number == SIGWINCH) {
@@ -62,7 +65,8 @@ Result<TerminalSession> TerminalSession::open() {
   action.sa_handler = on_signal;
   sigemptyset(&action.sa_mask);
   action.sa_flags = 0;  // no SA_RESTART: ppoll returns EINTR
-  for (int i = 0; i < 4; ++i) ::sigaction(kSignals[i], &action, &session.old_actions_[i]);
+  for (int i = 0; i < kSignalCount; ++i)
+    ::sigaction(kSignals[i], &action, &session.old_actions_[i]);
 
   termios raw = saved;
   raw.c_lflag &= ~static_cast<tcflag_t>(ECHO | ICANON);
@@ -97,7 +101,7 @@ void TerminalSession::restore() noexcept {
   active_ = false;
   write_all(kLeave);
   ::tcsetattr(STDIN_FILENO, TCSANOW, &saved_);
-  for (int i = 0; i < 4; ++i) ::sigaction(kSignals[i], &old_actions_[i], nullptr);
+  for (int i = 0; i < kSignalCount; ++i) ::sigaction(kSignals[i], &old_actions_[i], nullptr);
   ::sigprocmask(SIG_SETMASK, &old_mask_, nullptr);
 }
 

@@ -28,6 +28,8 @@ namespace shmbus::tools {
 class TerminalSession {
  public:
   enum class Event { timeout, quit, key, resize };
+  // The signals a session handles: INT, TERM, HUP, QUIT (quit), WINCH (resize).
+  static constexpr int kSignalCount = 5;
 
   // TerminalSession::open()
   //
@@ -41,7 +43,7 @@ class TerminalSession {
   ~TerminalSession();
 
   // Waits until `until`, a key, or a signal. `q`, `Q` and Ctrl-C/SIGINT,
-  // SIGTERM, SIGHUP are quit; end of input (the terminal went away) too.
+  // SIGTERM, SIGHUP, Ctrl-\ (SIGQUIT) are quit; end of input (the terminal went away) too.
   Event wait(std::chrono::steady_clock::time_point until);
 
   // Replaces the screen's content with `frame` (lines cut to the width,
@@ -58,7 +60,7 @@ class TerminalSession {
   bool active_ = false;
   termios saved_{};
   sigset_t old_mask_{};
-  struct sigaction old_actions_[4]{};
+  struct sigaction old_actions_[kSignalCount]{};
   int columns_ = 80;
   int rows_ = 24;
 };
