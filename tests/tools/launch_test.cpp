@@ -321,10 +321,9 @@ TEST_F(LaunchTest, ADrainGraceTooShortReportsWhatIsLeft) {
 TEST_F(LaunchTest, ACastItsWorkerWasKilledInTheMiddleOfIsReportedNotLost) {
   // The worker takes the cast and works 30 s on it; the drain and the
   // worker's shutdown_grace are short, so the stop ends in SIGKILL mid-cast.
-  test::Child launcher =
-      launch(config("drain_grace = 0.1\n",
-                    worker_service("stuck", 1, ", \"--work-us\", \"30000000\"",
-                                   "shutdown_grace = 0.2\n")));
+  test::Child launcher = launch(config(
+      "drain_grace = 0.1\n",
+      worker_service("stuck", 1, ", \"--work-us\", \"30000000\"", "shutdown_grace = 0.2\n")));
   {
     Bus bus = attach();
     cast_all(bus, "stuck", 1);

@@ -271,8 +271,9 @@ class Launch {
       if (info.depth == 0 && cut_off == 0 && info.dead_letters == 0) continue;
       any = true;
       say("unhandled: service '" + info.name + "': " + std::to_string(info.depth) + " queued, " +
-          (cut_off == 0 ? ""
-                        : std::to_string(cut_off) + " cut off (its server was stopped mid-message), ") +
+          (cut_off == 0
+               ? ""
+               : std::to_string(cut_off) + " cut off (its server was stopped mid-message), ") +
           std::to_string(info.dead_letters) + " dead letter" + (info.dead_letters == 1 ? "" : "s"));
     }
     if (!any) say("unhandled: none");
