@@ -163,6 +163,20 @@ print("samples", s["latency_us"]["samples"] >= 0)
   EXPECT_EQ(checked.out, expected) << "JSON:\n" << ps.out;
 }
 
+TEST(Ps, JsonStaysValidUtf8WhenALabelWasCutInsideACharacter) {
+  test::ScopedBus bus = test::ScopedBus::create();
+  // The table keeps 31 bytes of a label: "é" (C3 A9) loses its second byte.
+  const std::string label = std::string(30, 'x') + "\xc3\xa9";
+  auto labelled = Bus::attach(bus.name(), {.label = label});
+  ASSERT_TRUE(labelled) << labelled.error().message();
+  const auto ps = test::run_tool({"ps", bus.name(), "--json"});
+  ASSERT_EQ(ps.status, 0) << ps.out;
+  const auto checked = python_on(ps.out, R"(
+print([p["label"] for p in d["processes"] if p["label"].startswith("xxx")] == ["x" * 30 + "\ufffd"])
+)");
+  EXPECT_EQ(checked.out, "True\n") << "JSON:\n" << ps.out;
+}
+
 // What `shmbus launch` publishes: the first server is child mailer.0,
 // restarted once; mailer.1 failed for good (no process); "ghost" is a service
 // the launcher runs that no server registered.

@@ -85,15 +85,12 @@
 #include <string_view>
 
 #include "bus_snapshot.hpp"
+#include "json_string.hpp"
 
 namespace shmbus::tools {
 
 [[nodiscard]] std::string render_ps_text(const BusSnapshot& snapshot);
 [[nodiscard]] std::string render_ps_json(const BusSnapshot& snapshot);
-
-// `text` as a JSON string literal, quotes included (control characters as
-// \u00XX; bytes above 0x7f passed through, so UTF-8 stays UTF-8).
-[[nodiscard]] std::string json_string(std::string_view text);
 
 // "<128us", "<2ms", ">16ms", "-" (nothing sampled): latency_quantile's bound.
 [[nodiscard]] std::string latency_text(std::chrono::microseconds bound);

@@ -12,6 +12,7 @@
 #include <fmt/format.h>
 
 #include "command.hpp"
+#include "json_string.hpp"
 
 namespace shmbus::tools {
 
@@ -121,21 +122,6 @@ Outcome<PutReport> put_stream(State& state, std::string_view key, const Input& i
   if (!bytes.empty()) std::memcpy(tx->bytes().data(), bytes.data(), bytes.size());
   ProgressBar(bytes.size(), progress, stderr).finish(bytes.size());
   return publish(*tx);
-}
-
-std::string json_string(std::string_view text) {
-  std::string out = "\"";
-  for (const char c : text) {
-    if (c == '"' || c == '\\') {
-      out += '\\';
-      out += c;
-    } else if (static_cast<unsigned char>(c) < 0x20) {
-      out += fmt::format("\\u{:04x}", static_cast<unsigned char>(c));
-    } else {
-      out += c;
-    }
-  }
-  return out + "\"";
 }
 
 }  // namespace
