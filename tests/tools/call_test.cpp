@@ -29,6 +29,7 @@ using namespace std::chrono_literals;
 using test::run_tool;
 
 constexpr int kExitData = 65;
+constexpr int kExitUsage = 64;
 
 std::optional<ServiceInfo> find_service(Bus& bus, const std::string& name) {
   for (auto& info : bus.services()) {
@@ -179,6 +180,18 @@ TEST_F(CallTest, UnknownServiceAndUnknownBusExitWithTheirErrc) {
 
   const auto no_bus = run_tool({"cast", test::unique_bus_name(), "echo", "{}"});
   EXPECT_EQ(no_bus.status, static_cast<int>(Errc::no_such_bus)) << no_bus.out;
+}
+
+TEST_F(CallTest, ATimeoutThatIsNoDurationIsAUsageErrorBeforeAnythingIsSent) {
+  // Checked before the bus is even looked for: exit 64, not no_such_bus. A
+  // value past the deadline's range (inf, 1e300) must not wrap into an
+  // instant timeout.
+  for (const std::string timeout : {"inf", "nan", "1e300", "1e17s", "-1s", "5min", "86401s"}) {
+    const auto call = run_tool({"call", test::unique_bus_name(), "echo", "{}", "--timeout", timeout});
+    EXPECT_EQ(call.status, kExitUsage) << timeout << ": " << call.out;
+    EXPECT_NE(call.out.find("--timeout " + timeout + ": expected a duration"), std::string::npos)
+        << call.out;
+  }
 }
 
 TEST_F(CallTest, ACallNoServerTakesEndsInTimeoutNotStarted) {

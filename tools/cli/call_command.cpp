@@ -46,7 +46,12 @@ struct CallArgs {
   bool hex = false;
 };
 
-// "5s", "1.5s", "250ms", "2" (seconds) → milliseconds; nullopt if malformed.
+// The longest --timeout: a day (longer would overflow the deadline's clock
+// arithmetic long before it mattered).
+constexpr double kMaxTimeoutMs = 86'400'000;
+
+// "5s", "1.5s", "250ms", "2" (seconds) → milliseconds; nullopt if malformed,
+// negative, not finite, or above a day.
 std::optional<std::chrono::milliseconds> parse_timeout(const std::string& text) {
   std::size_t used = 0;
   double value = 0;
@@ -56,10 +61,16 @@ std::optional<std::chrono::milliseconds> parse_timeout(const std::string& text) 
     return std::nullopt;
   }
   const std::string unit = text.substr(used);
-  if (value < 0) return std::nullopt;
-  if (unit == "ms") return std::chrono::milliseconds(static_cast<std::int64_t>(value));
-  if (unit.empty() || unit == "s") return std::chrono::milliseconds(static_cast<std::int64_t>(value * 1000));
-  return std::nullopt;
+  double ms = 0;
+  if (unit == "ms") {
+    ms = value;
+  } else if (unit.empty() || unit == "s") {
+    ms = value * 1000;
+  } else {
+    return std::nullopt;
+  }
+  if (!(ms >= 0 && ms <= kMaxTimeoutMs)) return std::nullopt;  // also NaN and inf
+  return std::chrono::milliseconds(static_cast<std::int64_t>(ms));
 }
 
 struct Input {
@@ -133,7 +144,9 @@ struct Prepared {
 std::variant<Prepared, int> prepare(const CallArgs& args) {
   auto timeout = parse_timeout(args.timeout);
   if (!timeout) {
-    std::fprintf(stderr, "shmbus: --timeout %s: expected a duration such as 5s, 1.5s or 250ms\n",
+    std::fprintf(stderr,
+                 "shmbus: --timeout %s: expected a duration such as 5s, 1.5s or 250ms "
+                 "(at most 86400s)\n",
                  args.timeout.c_str());
     return kExitUsage;
   }
