@@ -187,7 +187,8 @@ TEST_F(CallTest, ATimeoutThatIsNoDurationIsAUsageErrorBeforeAnythingIsSent) {
   // value past the deadline's range (inf, 1e300) must not wrap into an
   // instant timeout.
   for (const std::string timeout : {"inf", "nan", "1e300", "1e17s", "-1s", "5min", "86401s"}) {
-    const auto call = run_tool({"call", test::unique_bus_name(), "echo", "{}", "--timeout", timeout});
+    const auto call =
+        run_tool({"call", test::unique_bus_name(), "echo", "{}", "--timeout", timeout});
     EXPECT_EQ(call.status, kExitUsage) << timeout << ": " << call.out;
     EXPECT_NE(call.out.find("--timeout " + timeout + ": expected a duration"), std::string::npos)
         << call.out;
