@@ -1,5 +1,6 @@
 // Mailbox::peek and Bus::peek_dead_letters: copies of the records a mailbox
 // holds, taking none (ring/ring_peek.cpp says why a copy is never torn).
+#include <atomic>
 #include <cstring>
 
 #include "blobs/blob_pool.hpp"
@@ -28,9 +29,11 @@ RecordInfo info_of(const detail::PeekedCell& cell) noexcept {
 }
 
 // Replaces a loan record's ref by a copy of the block's bytes, or empties it
-// and says why in ref_error. The record holds its block until it is consumed,
-// so a copy made while the cell still holds the record is the block's
-// payload (the same check as the ring's, after the copy).
+// and says why in ref_error. After the copy both the cell and the block's
+// word are checked again (seqlock-style): the cell alone is not enough, for
+// a block moved to the dead letters follows the copy there and can be freed
+// and loaned again while the original's cell still says taken by its mover.
+// A block is never freed without its word changing (the generation grows).
 void read_loan(detail::BusCore& core, const detail::Ring& ring, PeekedRecord& record) {
   layout::LoanRecord ref{};
   if (record.payload.size() != sizeof ref) {
@@ -53,7 +56,11 @@ void read_loan(detail::BusCore& core, const detail::Ring& ring, PeekedRecord& re
     return;
   }
   record.payload.assign(resolved.payload.begin(), resolved.payload.end());
-  if (!ring.still_holds(record.info.position)) {  // consumed while we copied: the block may be reused
+  // acquire fence: the copy's reads happen before the loads that check it.
+  std::atomic_thread_fence(std::memory_order_acquire);
+  const detail::ResolvedLoan again = (*pool)->resolve(ref, where);
+  if (again.error != Errc{} || again.control != resolved.control ||
+      !ring.still_holds(record.info.position)) {  // moved, freed or consumed while we copied
     record.payload.clear();
     record.info.ref_error = Errc::stale_ref;
   }
