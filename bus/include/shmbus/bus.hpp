@@ -166,9 +166,11 @@ class Bus {
   // Closes a service to new messages: from now on its callers' call(),
   // send_request() and cast() fail with `stopped` (counted in its outcomes),
   // while its servers go on taking what is queued — a launcher closes, then
-  // drains, then stops the servers. A send racing with the close may still
-  // be queued after it: drain (ServiceInfo::depth) before counting what is
-  // left. One-way and idempotent. Fails with no_such_service.
+  // drains, then stops the servers. A send racing with the close is either
+  // refused (its claim aborted, counted in sender_aborted) or already
+  // claimed when this returns, so the closer's next look at the queue
+  // (ServiceInfo::depth, mailboxes.claimed) sees it: drain before counting
+  // what is left. One-way and idempotent. Fails with no_such_service.
   [[nodiscard]] Result<void> close_service(std::string_view name);
 
   // Bus::service()

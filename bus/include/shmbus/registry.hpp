@@ -92,7 +92,8 @@ struct ServiceInfo {
   std::uint64_t depth = 0;      // records queued in the pool and partition mailboxes
   std::uint64_t dead_letters = 0;
   // The service's mailboxes (pool and partitions) summed: sender_aborted
-  // (callers or casters that died between claim and commit), ring-level
+  // (callers or casters that died between claim and commit, or whose claim
+  // met Bus::close_service and was given back), ring-level
   // redelivered and bad_messages, mailbox_full refusals.
   MailboxCounters mailboxes;
   ServerCounters totals;

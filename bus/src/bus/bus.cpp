@@ -4,6 +4,7 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <atomic>
 #include <cerrno>
 #include <cstring>
 #include <memory>
@@ -231,8 +232,11 @@ Result<void> Bus::close_service(std::string_view name) {
     return fail(Errc::no_such_service,
                 "no service '" + std::string(name) + "' on bus '" + core_->name() + "'");
   }
-  // release: pairs with the acquire load in every send's route().
-  detail::store_release(core_->registry().entry(*index).identity.closed, std::uint32_t{1});
+  // seq_cst store, then a seq_cst fence before the caller's next reads (its
+  // drain): Dekker with a sender's claim CAS and its closed() load after it
+  // (service_link.hpp), so no claim made after this is missed by both.
+  std::atomic_ref<std::uint32_t>(core_->registry().entry(*index).identity.closed).store(1);
+  std::atomic_thread_fence(std::memory_order_seq_cst);
   return {};
 }
 

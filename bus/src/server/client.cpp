@@ -50,10 +50,9 @@ Result<std::shared_ptr<ServiceLink>> ServiceLink::open(std::shared_ptr<BusCore> 
 }
 
 Expected<Mailbox*> ServiceLink::route(const std::optional<std::uint64_t>& key) noexcept {
-  // acquire: pairs with Bus::close_service's release. A send that passed
-  // this check just before the close still lands in the queue, where the
-  // closer's drain (or its count of what is left) finds it.
-  if (load_acquire(identity().closed) != 0) return tl::unexpected(Errc::stopped);
+  // Refused before anything is claimed; a send that passes this check just
+  // before the close asks again after its claim (closed()).
+  if (closed()) return tl::unexpected(Errc::stopped);
   if (!key) return &pool;
   if (partitions.empty()) return tl::unexpected(Errc::bad_options);
   // splitmix64's finalizer: nearby keys land on different partitions.
@@ -192,6 +191,11 @@ Expected<PendingCall> Service::start_call(std::span<const std::byte> request, Lo
     link.core->call_slots().free(*ticket);  // no record names the slot
     return refuse(claim.error());
   }
+  if (link.closed()) {  // closed while we claimed: nothing is sent (see closed())
+    claim->abort();
+    link.core->call_slots().free(*ticket);
+    return refuse(Errc::stopped);
+  }
   const auto type = static_cast<std::uint16_t>(layout::MessageKind::call);
   const std::uint64_t correlation = layout::call_correlation(ticket->index, ticket->generation);
   if (loan != nullptr) {
@@ -242,16 +246,26 @@ Expected<void> Service::send_cast(std::span<const std::byte> message, Loan* loan
       claim = (*mailbox)->claim(sizeof(layout::LoanRecord), options.deadline, options.mode);
     }
     if (!claim) return refuse(claim.error());
+    if (link.closed()) {  // closed while we claimed: the loan stays ours (see closed())
+      claim->abort();
+      return refuse(Errc::stopped);
+    }
     if (!send_loan(link, **mailbox, *claim, *loan, type, 0)) return refuse(Errc::bad_ref);
     if (!link.partitions.empty()) link.ring_doorbell();
     return {};
   }
-  const SendOptions send{type, 0};
-  auto sent = (*mailbox)->try_send(message, send);
-  if (!sent && sent.error() == Errc::mailbox_full && options.deadline > Clock::now()) {
-    sent = (*mailbox)->send(message, options.deadline, send, options.mode);
+  auto claim = (*mailbox)->try_claim(message.size());
+  if (!claim && claim.error() == Errc::mailbox_full && options.deadline > Clock::now()) {
+    claim = (*mailbox)->claim(message.size(), options.deadline, options.mode);
   }
-  if (!sent) return refuse(sent.error());
+  if (!claim) return refuse(claim.error());
+  if (link.closed()) {  // closed while we claimed: nothing is sent (see closed())
+    claim->abort();
+    return refuse(Errc::stopped);
+  }
+  if (!message.empty()) std::memcpy(claim->payload().data(), message.data(), message.size());
+  claim->set_type(type);
+  claim->commit();
   if (!link.partitions.empty()) link.ring_doorbell();
   return {};
 }

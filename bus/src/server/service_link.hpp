@@ -12,6 +12,7 @@
 #include <vector>
 
 #include "bus/bus_core.hpp"
+#include "shmbus/detail/atomic.hpp"
 #include "shmbus/mailbox.hpp"
 
 namespace shmbus::detail {
@@ -30,8 +31,15 @@ struct ServiceLink {
   bool trusted = false;
   std::vector<Mailbox> partitions;           // keyed routing; empty: none
 
-  // The mailbox a message with `key` goes to, or bad_options (no partitions).
+  // The mailbox a message with `key` goes to, or bad_options (no partitions),
+  // or stopped (the service was closed).
   [[nodiscard]] Expected<Mailbox*> route(const std::optional<std::uint64_t>& key) noexcept;
+  // Whether Bus::close_service closed the service. A sender asks again after
+  // its claim, before the commit: with the closer's store + fence, either the
+  // sender sees the close (and aborts its claim) or the closer's later reads
+  // of the mailbox (its drain) see the claim — a message never queues unseen
+  // behind the drain, also from a sender that stalled after route().
+  [[nodiscard]] bool closed() const noexcept { return load_seq_cst(identity().closed) != 0; }
   // Wakes the servers of a keyed service parked on its doorbell (they wait
   // on several mailboxes at once, so no single ring's wake reaches them).
   void ring_doorbell() const noexcept;
