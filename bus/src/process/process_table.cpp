@@ -44,10 +44,21 @@ ProcessTable::ProcessTable(std::span<std::byte> segment, int lock_fd, int query_
 Result<ProcessRef> ProcessTable::join(std::string_view label) {
   const auto start_time = process_start_time(::getpid()).value_or(0);
   for (std::uint32_t i = 0; i < capacity_; ++i) {
-    if (!ofd_try_lock(lock_fd_, i)) continue;  // a live process holds it
-    SHMBUS_TEST_HOOK(process_after_lock);
     ProcessSlot& slot = slots_[i];
     std::uint64_t state = load_acquire(slot.state);
+    if (ofd_is_locked(query_fd_, i)) continue;  // a live process holds it
+    // Live, yet nobody holds its byte: its owner is dead (a live owner takes
+    // the byte before it publishes live and frees the slot before it drops
+    // the byte). Retire that generation before we take the byte: holding a
+    // dead owner's byte while the slot still says live would make the dead
+    // owner read alive (is_alive) until step 2 below.
+    if (layout::slot_state_of(state) == SlotState::live) {
+      const std::uint64_t freed = layout::slot_state(layout::slot_generation(state), SlotState::free);
+      if (compare_exchange(slot.state, state, freed)) fetch_add(header_->reclaimed, std::uint64_t{1});
+    }
+    if (!ofd_try_lock(lock_fd_, i)) continue;  // another joiner won it
+    SHMBUS_TEST_HOOK(process_after_lock);
+    state = load_acquire(slot.state);
     if (layout::slot_state_of(state) == SlotState::live) {
       // We hold its lock byte, so its owner is dead: reclaim before reuse.
       std::uint64_t expected = state;
@@ -122,18 +133,19 @@ std::uint32_t ProcessTable::reclaim_dead(
     std::uint64_t state = load_acquire(slots_[i].state);
     if (layout::slot_state_of(state) != SlotState::live) continue;
     if (ofd_is_locked(query_fd_, i)) continue;
-    // Hold the dead slot's lock byte while we clean up after it, so no new
-    // process joins the slot (and starts using what we sweep) meanwhile.
-    const bool locked = lock_fd_ >= 0 && ofd_try_lock(lock_fd_, i);
-    if (lock_fd_ >= 0 && !locked) continue;  // a joiner holds it: it reclaims
+    // Retire the dead generation first, then take the byte: holding a dead
+    // owner's byte while its slot still says live would make it read alive
+    // (is_alive) meanwhile. Of two reapers (or a reaper and a joiner) one CAS wins.
     const std::uint64_t freed = layout::slot_state(layout::slot_generation(state), SlotState::free);
-    if (compare_exchange(slots_[i].state, state, freed)) {
-      fetch_add(header_->reclaimed, std::uint64_t{1});
-      ++reclaimed;
-      if (on_reclaimed && locked) {
-        on_reclaimed(i, layout::process_ref(i, layout::slot_generation(state)));
-      }
-    }
+    if (!compare_exchange(slots_[i].state, state, freed)) continue;
+    fetch_add(header_->reclaimed, std::uint64_t{1});
+    ++reclaimed;
+    // Hold the byte while we clean up after the dead process, so no new
+    // process joins the slot (and starts using what we sweep) meanwhile. A
+    // joiner that took the freed slot first holds it: then we sweep nothing
+    // (as when a joiner reclaims a slot itself).
+    const bool locked = lock_fd_ >= 0 && ofd_try_lock(lock_fd_, i);
+    if (on_reclaimed && locked) on_reclaimed(i, layout::process_ref(i, layout::slot_generation(state)));
     if (locked) ofd_unlock(lock_fd_, i);
   }
   return reclaimed;

@@ -24,14 +24,21 @@
 // zombie). So for a reference (slot, generation):
 //   - state's generation differs, or state is free  -> that process is dead;
 //   - otherwise byte i unlocked                     -> dead;
-//   - otherwise                                      -> alive (or a new claimer
-//     is between steps 1 and 3 below: conservatively alive, for microseconds).
+//   - otherwise                                      -> alive.
+// A dead owner's generation is retired (CAS live -> free) before anyone takes
+// its byte — by a joiner (step 0) or a reaper — so nobody else's lock makes
+// a dead owner read alive. (Only a joiner that read the slot free while
+// another took it, published and died before its lock would, in step 2:
+// conservatively alive, for microseconds.)
 //
 // Attach (the process stops for ever between step k and k+1):
+//   0. If state says live and byte i is unlocked, its owner is dead: retire
+//      it with a CAS live -> free (of two reapers exactly one wins).
+//        dies after 0: slot free, nothing held: the next attacher takes it.
 //   1. OFD-lock byte i (non-blocking; held -> try the next slot).
 //        dies after 1: the kernel drops the lock; nothing else changed.
-//   2. If state says live, its owner is dead (we hold its lock): reclaim it
-//      with a CAS live -> free (of two reapers exactly one wins).
+//   2. If state (still) says live, its owner is dead (we hold its lock):
+//      reclaim it with a CAS live -> free (of two reapers exactly one wins).
 //        dies after 2: slot free, lock dropped: the next attacher takes it.
 //   3. Write pid, uid, start_time, label; then store state = {gen+1, live}
 //      with release (no one else writes a free slot whose lock we hold).
