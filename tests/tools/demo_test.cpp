@@ -5,9 +5,12 @@
 #include <stdlib.h>
 
 #include <filesystem>
+#include <fstream>
+#include <iterator>
 #include <regex>
 #include <string>
 
+#include "support/scoped_bus.hpp"
 #include "tool_run.hpp"
 
 namespace shmbus {
@@ -26,9 +29,19 @@ TEST(Demo, RestartsTheKilledWorkerAndLosesNoMessage) {
   ASSERT_NE(::mkdtemp(pattern), nullptr);
   const std::filesystem::path dir(pattern);
   const std::string maildir = (dir / "Maildir").string();
-  test::Child demo = test::Child::exec(std::string(SHMBUS_TOOLS_BIN_DIR) + "/shmbus_demo",
-                                       {"--config", std::string(SHMBUS_SOURCE_DIR) + "/tools/examples/demo.toml",
-                                        "--maildir", maildir, "--messages", "1000"});
+  // The README's config under a bus name of the test's own: a demo or another
+  // build's tests running on this host at the same time use "demo".
+  const std::string bus = test::unique_bus_name();
+  std::ifstream readme_config(std::string(SHMBUS_SOURCE_DIR) + "/tools/examples/demo.toml");
+  std::string text((std::istreambuf_iterator<char>(readme_config)), {});
+  const std::size_t name = text.find("name = \"demo\"");
+  ASSERT_NE(name, std::string::npos) << text;
+  text.replace(name, std::string("name = \"demo\"").size(), "name = \"" + bus + "\"");
+  const std::string config = (dir / "demo.toml").string();
+  std::ofstream(config) << text;
+  test::Child demo = test::Child::exec(
+      std::string(SHMBUS_TOOLS_BIN_DIR) + "/shmbus_demo",
+      {"--config", config, "--bus", bus, "--maildir", maildir, "--messages", "1000"});
   const int status = demo.wait(120s);
   const std::string out = demo.output();
   EXPECT_EQ(status, 0) << out;
@@ -45,7 +58,7 @@ TEST(Demo, RestartsTheKilledWorkerAndLosesNoMessage) {
   EXPECT_NE(summary.find(" delivered=" + std::to_string(files) + " "), std::string::npos)
       << summary << " vs " << files << " files";
   EXPECT_NE(out.find("nothing left of the bus"), std::string::npos) << out;
-  // The demo runs `shmbus ps demo` after the restart: the replaced worker's row
+  // The demo runs `shmbus ps BUS` after the restart: the replaced worker's row
   // shows its launcher child running with one restart and the SIGKILL it died of.
   EXPECT_TRUE(std::regex_search(out, std::regex(R"(ps │ +[0-9]+ +mailer\.[0-9] +running +1 .*signal 9)")))
       << out;

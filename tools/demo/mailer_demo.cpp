@@ -10,7 +10,9 @@
 // workers and removes the bus; the demo checks /dev/shm is clean. The last
 // line: `summary: sent=N delivered=N errors=N restarts=N lost=N`.
 //
-//   shmbus_demo [--config FILE] [--maildir DIR] [--messages N]
+//   shmbus_demo [--config FILE [--bus NAME]] [--maildir DIR] [--messages N]
+//
+// --bus: the bus name a --config other than demo.toml gives (default "demo").
 //
 // Exit status 0 when nothing was lost and the launcher shut down cleanly.
 #include <signal.h>
@@ -41,7 +43,9 @@ using Steady = std::chrono::steady_clock;
 
 namespace {
 
-const char* const kBus = "demo";
+// The config's bus name: "demo", or --bus NAME for a copy of the config that
+// names another (the demo test's own name: parallel runs never share a bus).
+std::string g_bus = "demo";
 const char* const kService = "mailer";
 
 std::string option(int argc, char** argv, const char* name, std::string fallback) {
@@ -135,7 +139,7 @@ bool bus_left_in_dev_shm() {
   std::error_code error;
   for (const auto& entry : std::filesystem::directory_iterator("/dev/shm", error)) {
     const std::string name = entry.path().filename().string();
-    if (name == std::string("shmbus.") + kBus || name.rfind(std::string("shmbus.") + kBus + ".", 0) == 0) {
+    if (name == "shmbus." + g_bus || name.rfind("shmbus." + g_bus + ".", 0) == 0) {
       return true;
     }
   }
@@ -150,7 +154,7 @@ struct Result {
 // Everything done attached to the bus: templates, burst, kill, ledger. The
 // bus is detached when this returns, before the launcher is asked to stop.
 std::optional<Result> run_on_bus(const shmbus::demo::BurstPlan& plan, const std::string& maildir) {
-  auto bus = shmbus::Bus::attach(kBus, {.label = "demo-client"});
+  auto bus = shmbus::Bus::attach(g_bus, {.label = "demo-client"});
   if (!bus) {
     std::fprintf(stderr, "demo: %s\n", bus.error().message().c_str());
     return std::nullopt;
@@ -188,7 +192,7 @@ std::optional<Result> run_on_bus(const shmbus::demo::BurstPlan& plan, const std:
         // Timed from its own attachment while the burst goes on: the replacement's
         // server is live in the registry, the killed pid gone from it.
         watcher = std::thread([&, killed_pid = killed, pool_size = pool, since = killed_at] {
-          auto watch = shmbus::Bus::attach(kBus, {.label = "demo-watch"});
+          auto watch = shmbus::Bus::attach(g_bus, {.label = "demo-watch"});
           if (!watch) return;
           if (wait_for(5s, [&] {
                 const auto now = live_server_pids(*watch);
@@ -223,9 +227,9 @@ std::optional<Result> run_on_bus(const shmbus::demo::BurstPlan& plan, const std:
     return missing <= info->dead_letters;
   });
   if (!settled) std::printf("  (not all within 30 s: the ledger below says which)\n");
-  std::printf("what `shmbus ps %s` shows now:\n", kBus);
+  std::printf("what `shmbus ps %s` shows now:\n", g_bus.c_str());
   std::fflush(stdout);
-  (void)std::system((shmbus::demo::own_directory() + "/shmbus ps " + kBus + " | sed 's/^/  ps │ /'").c_str());
+  (void)std::system((shmbus::demo::own_directory() + "/shmbus ps " + g_bus + " | sed 's/^/  ps │ /'").c_str());
   const auto dead = shmbus::demo::take_dead_letters(*bus, kService);
   return Result{shmbus::demo::reconcile(plan.messages, outcomes, maildir, dead),
                 launcher_restarts(*bus)};
@@ -252,6 +256,7 @@ void print_ledger(const shmbus::demo::Ledger& ledger) {
 
 int main(int argc, char** argv) {
   const std::string config = option(argc, argv, "--config", SHMBUS_DEMO_CONFIG);
+  g_bus = option(argc, argv, "--bus", g_bus);
   std::string maildir = option(argc, argv, "--maildir", "");
   shmbus::demo::BurstPlan plan;
   plan.messages = std::strtoull(option(argc, argv, "--messages", "3000").c_str(), nullptr, 10);
@@ -269,7 +274,7 @@ int main(int argc, char** argv) {
               config.c_str(), maildir.c_str());
   std::fflush(stdout);
   // A bus left by a demo that was killed: removed only if no process uses it.
-  if (auto used = shmbus::Bus::in_use(kBus); used && !*used) (void)shmbus::Bus::remove(kBus);
+  if (auto used = shmbus::Bus::in_use(g_bus); used && !*used) (void)shmbus::Bus::remove(g_bus);
 
   auto launcher = shmbus::demo::LauncherProcess::start(shmbus::demo::own_directory() + "/shmbus",
                                                        config, {{"SHMBUS_DEMO_MAILDIR", maildir}});
