@@ -285,11 +285,12 @@ class Mailbox {
   // Mailbox::peek()
   //
   // Copies of up to `max` records in the mailbox, oldest first: those waiting
-  // and those a consumer holds. Takes nothing and writes nothing to the
-  // mailbox, so a process killed while peeking changes nothing. A snapshot:
-  // a record consumed while the scan runs is left out, one sent meanwhile may
-  // be in it. Each copy is checked after it was made (the cell still holds
-  // the same record: seqlock-style), so a copy is never torn; a torn or
+  // and those a consumer holds. Takes nothing and changes nothing in the
+  // mailbox (its only writes add 0), so a process killed while peeking
+  // changes nothing. A snapshot: a record consumed while the scan runs is
+  // left out, one sent meanwhile may be in it. Each copy is checked after it
+  // was made (the cell still holds the same record, a loan's block the same
+  // word: seqlock-style), so a copy is never torn; a torn or
   // forged cell is left out. Never fails (allocates: a tool's call, not for
   // hot paths).
   [[nodiscard]] std::vector<PeekedRecord> peek(std::size_t max) const;

@@ -1,6 +1,5 @@
 // Mailbox::peek and Bus::peek_dead_letters: copies of the records a mailbox
 // holds, taking none (ring/ring_peek.cpp says why a copy is never torn).
-#include <atomic>
 #include <cstring>
 
 #include "blobs/blob_pool.hpp"
@@ -56,11 +55,14 @@ void read_loan(detail::BusCore& core, const detail::Ring& ring, PeekedRecord& re
     return;
   }
   record.payload.assign(resolved.payload.begin(), resolved.payload.end());
-  // acquire fence: the copy's reads happen before the loads that check it.
-  std::atomic_thread_fence(std::memory_order_acquire);
-  const detail::ResolvedLoan again = (*pool)->resolve(ref, where);
-  if (again.error != Errc{} || again.control != resolved.control ||
-      !ring.still_holds(record.info.position)) {  // moved, freed or consumed while we copied
+  // The cell first: still_holds() is a read-modify-write that keeps the
+  // copy's reads before it, and the block's loads (acquire) come after it.
+  bool whole = ring.still_holds(record.info.position);
+  if (whole) {
+    const detail::ResolvedLoan again = (*pool)->resolve(ref, where);
+    whole = again.error == Errc{} && again.control == resolved.control;
+  }
+  if (!whole) {  // moved, freed or consumed while we copied
     record.payload.clear();
     record.info.ref_error = Errc::stale_ref;
   }

@@ -35,7 +35,7 @@ struct ServiceLink {
   // or stopped (the service was closed).
   [[nodiscard]] Expected<Mailbox*> route(const std::optional<std::uint64_t>& key) noexcept;
   // Whether Bus::close_service closed the service. A sender asks again after
-  // its claim, before the commit: with the closer's store + fence, either the
+  // its claim, before the commit: with the closer's seq_cst exchange, either the
   // sender sees the close (and aborts its claim) or the closer's later reads
   // of the mailbox (its drain) see the claim — a message never queues unseen
   // behind the drain, also from a sender that stalled after route().

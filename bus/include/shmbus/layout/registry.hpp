@@ -34,7 +34,7 @@
 // is freed, a server entry of a dead process is retired. Lock-free readers
 // (clients, `shmbus ps`) load `state` with acquire and read identity fields
 // only when it says live; identity fields never change while live, but for
-// `closed`, set once (0 → 1, seq_cst store + fence) by a closer, loaded
+// `closed`, set once (0 → 1, seq_cst exchange) by a closer, loaded
 // (seq_cst) by every send before and again after its claim.
 // Counters are plain words: a server's own ServerEntry is written by that
 // server alone (relaxed load + store); ServiceCounters (outcomes, retired) by
