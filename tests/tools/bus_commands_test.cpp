@@ -26,9 +26,10 @@ struct CliRun {
 #define SHMBUS_CLI ""  // built without the tools (sanitizer stages): the tests skip
 #endif
 
-CliRun shmbus_cli(const std::string& args) {
+// `shmbus args`, its stdout and stderr read (or what `redirect` leaves on the pipe).
+CliRun shmbus_cli(const std::string& args, const std::string& redirect = "2>&1") {
   CliRun run;
-  FILE* pipe = ::popen((std::string(SHMBUS_CLI) + " " + args + " 2>&1").c_str(), "r");
+  FILE* pipe = ::popen((std::string(SHMBUS_CLI) + " " + args + " " + redirect).c_str(), "r");
   if (pipe == nullptr) return run;
   char buffer[512];
   while (std::fgets(buffer, sizeof buffer, pipe) != nullptr) run.out += buffer;
@@ -56,6 +57,23 @@ TEST(Cli, DownRemovesABusAndSaysNoSuchBusTheSecondTime) {
   EXPECT_EQ(again.status, static_cast<int>(Errc::no_such_bus)) << again.out;
   EXPECT_NE(again.out.find("no_such_bus"), std::string::npos) << again.out;
   EXPECT_EQ(shmbus_cli("no-such-command").status, 64);
+}
+
+TEST(Cli, OutputThatCannotBeWrittenIsAFailureNotExitZero) {
+  if (std::string(SHMBUS_CLI).empty()) GTEST_SKIP() << "built without the shmbus tool";
+  auto bus = test::ScopedBus::create();
+  // stdout to /dev/full (every write fails with ENOSPC, as on a full disk),
+  // stderr to the pipe.
+  const CliRun list = shmbus_cli("list", "2>&1 >/dev/full");
+  EXPECT_EQ(list.status, static_cast<int>(Errc::system_error)) << list.out;
+  EXPECT_NE(list.out.find("shmbus: system_error: cannot write standard output: No space left "
+                          "on device"),
+            std::string::npos)
+      << list.out;
+  const CliRun ps = shmbus_cli("ps " + bus.name() + " --json", "2>&1 >/dev/full");
+  EXPECT_EQ(ps.status, static_cast<int>(Errc::system_error)) << ps.out;
+  const CliRun ls = shmbus_cli("state ls " + bus.name() + " --json", "2>&1 >/dev/full");
+  EXPECT_EQ(ls.status, static_cast<int>(Errc::system_error)) << ls.out;
 }
 
 TEST(Cli, GcRemovesABusWhoseProcessesDiedAndNeverOneInUse) {

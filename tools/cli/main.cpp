@@ -2,7 +2,10 @@
 // inspect a live bus, call its services from the shell, manage its state and
 // dead letters, and remove buses. `shmbus --help`, `shmbus CMD --help`.
 // Exit codes: command.hpp.
+#include <cerrno>
 #include <cstdio>
+#include <cstring>
+#include <string>
 #include <vector>
 
 #include <CLI/CLI.hpp>
@@ -35,7 +38,20 @@ int main(int argc, char** argv) {
     return status == 0 ? 0 : kExitUsage;
   }
   for (const auto& command : commands) {
-    if (command.app->parsed()) return command.run();
+    if (!command.app->parsed()) continue;
+    const int status = command.run();
+    // What a command printed must have reached its stdout: `shmbus state ls --json >
+    // file` on a full disk is a failure, not exit 0. (The launcher's progress
+    // lines are not its result: its status says what happened to the messages.)
+    const bool flushed = std::fflush(stdout) == 0;
+    const int error = errno;
+    if ((!flushed || std::ferror(stdout) != 0) && status == 0 &&
+        command.app->get_name() != "launch") {
+      return fail_with({shmbus::Errc::system_error,
+                        std::string("cannot write standard output: ") +
+                            (flushed ? "a write failed" : std::strerror(error))});
+    }
+    return status;
   }
   return kExitUsage;
 }
