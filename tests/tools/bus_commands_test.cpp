@@ -11,6 +11,7 @@
 #include "support/child.hpp"
 #include "support/scoped_bus.hpp"
 #include "support/wait_until.hpp"
+#include "tool_run.hpp"
 
 namespace shmbus {
 namespace {
@@ -28,14 +29,8 @@ struct CliRun {
 
 // `shmbus args`, its stdout and stderr read (or what `redirect` leaves on the pipe).
 CliRun shmbus_cli(const std::string& args, const std::string& redirect = "2>&1") {
-  CliRun run;
-  FILE* pipe = ::popen((std::string(SHMBUS_CLI) + " " + args + " " + redirect).c_str(), "r");
-  if (pipe == nullptr) return run;
-  char buffer[512];
-  while (std::fgets(buffer, sizeof buffer, pipe) != nullptr) run.out += buffer;
-  const int status = ::pclose(pipe);
-  run.status = WIFEXITED(status) ? WEXITSTATUS(status) : -1;
-  return run;
+  const test::ToolRun run = test::run_shell(std::string(SHMBUS_CLI) + " " + args + " " + redirect);
+  return {run.status, run.out};
 }
 
 bool exists(const std::string& bus) {

@@ -52,16 +52,7 @@ test::Child start_worker(const std::string& worker, const std::vector<std::strin
 }
 
 // A shell command's exit status and stdout+stderr (for stdin pipes).
-test::ToolRun shell(const std::string& command) {
-  test::ToolRun run;
-  FILE* pipe = ::popen((command + " 2>&1").c_str(), "r");
-  if (pipe == nullptr) return run;
-  char buffer[512];
-  while (std::fgets(buffer, sizeof buffer, pipe) != nullptr) run.out += buffer;
-  const int status = ::pclose(pipe);
-  run.status = WIFEXITED(status) ? WEXITSTATUS(status) : -1;
-  return run;
-}
+test::ToolRun shell(const std::string& command) { return test::run_shell(command); }
 
 // `json` parsed by Python's json module, then `expression` (over `d`)
 // printed: what a script reading the output would see.

@@ -106,15 +106,8 @@ test::ToolRun python_on(const std::string& json, const std::string& script) {
   if (fd < 0) return run;
   (void)!::write(fd, json.data(), json.size());
   ::close(fd);
-  const std::string command = "python3 -c 'import json,sys\nd = json.load(open(sys.argv[1]))\n" +
-                              script + "' " + path + " 2>&1";
-  FILE* pipe = ::popen(command.c_str(), "r");
-  if (pipe != nullptr) {
-    char buffer[512];
-    while (std::fgets(buffer, sizeof buffer, pipe) != nullptr) run.out += buffer;
-    const int status = ::pclose(pipe);
-    run.status = WIFEXITED(status) ? WEXITSTATUS(status) : -1;
-  }
+  run = test::run_shell("python3 -c 'import json,sys\nd = json.load(open(sys.argv[1]))\n" +
+                        script + "' " + path);
   ::unlink(path);
   return run;
 }

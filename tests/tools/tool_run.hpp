@@ -25,6 +25,18 @@ inline ToolRun run_tool(const std::vector<std::string>& args,
   return run;
 }
 
+// Runs `/bin/sh -c command` to completion (killed with its process group
+// after `timeout`: a hung command fails the test, never hangs it): pipes and
+// redirections as a shell user writes them.
+inline ToolRun run_shell(const std::string& command,
+                         std::chrono::milliseconds timeout = std::chrono::seconds(30)) {
+  Child child = Child::exec("/bin/sh", {"-c", command});
+  ToolRun run;
+  run.status = child.wait(timeout);
+  run.out = child.output();
+  return run;
+}
+
 // `shmbus args…` left running (a launcher, `top`): the Child kills its group
 // and reaps it when destroyed, whatever the test did.
 inline Child start_tool(const std::vector<std::string>& args,

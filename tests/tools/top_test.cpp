@@ -157,6 +157,17 @@ struct TopOnABus {
     return echo && icanon;
   }
 
+  // Waits for top's first frame, sends `keys` (tmux send-keys), then expects a clean exit.
+  void expect_keys_quit_cleanly(const std::string& keys) {
+    std::string screen;
+    ASSERT_TRUE(test::wait_until(10s, [&] {
+      screen = tmux.screen(session);
+      return screen.find("mailer") != std::string::npos;
+    })) << screen << exit_status();
+    ASSERT_EQ(tmux.run({"send-keys", "-t", session, keys}).status, 0);
+    expect_clean_exit();
+  }
+
   // Waits until top's session ended and says whether it exited 0 with the terminal restored.
   void expect_clean_exit() {
     EXPECT_TRUE(test::wait_until(10s, [&] { return !tmux.has(session); }))
@@ -201,27 +212,15 @@ TEST(Top, CtrlCQuitsCleanly) {
   if (on_path("tmux").empty()) GTEST_SKIP() << "tmux is not installed (tools/dev installs it)";
   TopOnABus top;
   ASSERT_TRUE(top.start());
-  std::string screen;
-  ASSERT_TRUE(test::wait_until(10s, [&] {
-    screen = top.tmux.screen(top.session);
-    return screen.find("mailer") != std::string::npos;
-  })) << screen << top.exit_status();
-  ASSERT_EQ(top.tmux.run({"send-keys", "-t", top.session, "C-c"}).status, 0);
-  top.expect_clean_exit();
+  top.expect_keys_quit_cleanly("C-c");
 }
 
 TEST(Top, CtrlBackslashQuitsCleanly) {
   if (on_path("tmux").empty()) GTEST_SKIP() << "tmux is not installed (tools/dev installs it)";
   TopOnABus top;
   ASSERT_TRUE(top.start());
-  std::string screen;
-  ASSERT_TRUE(test::wait_until(10s, [&] {
-    screen = top.tmux.screen(top.session);
-    return screen.find("mailer") != std::string::npos;
-  })) << screen << top.exit_status();
   // SIGQUIT: without a handler it would end top with the terminal left raw.
-  ASSERT_EQ(top.tmux.run({"send-keys", "-t", top.session, "C-\\"}).status, 0);
-  top.expect_clean_exit();
+  top.expect_keys_quit_cleanly("C-\\");
 }
 
 TEST(Top, ExitsNoSuchBusWhenTheBusIsRemoved) {
