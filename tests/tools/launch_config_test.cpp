@@ -52,6 +52,7 @@ class LaunchConfigTest : public ::testing::Test {
         << bad.what << ": expected '" << file << ":" << bad.expected << "' in:\n"
         << run.out;
     EXPECT_FALSE(bus_exists(bus_)) << bad.what << ": the bus was created";
+    if (bus_exists(bus_)) (void)Bus::remove(bus_);  // nothing left, and the next case starts clean
   }
   ConfigDir dir_;
   std::string bus_ = test::unique_bus_name();
@@ -120,6 +121,11 @@ TEST_F(LaunchConfigTest, ABadValueIsRefusedWithWhatWouldBeRight) {
            "reply = \"shmbus.examples.mailer.EmailSent\"\nrequest_id = \"MAIX\"\n"),
        "10:14: [[service]] 'svc': request_id 'MAIX' differs from the schema's file_identifier "
        "'MAIL'"},
+      {"negative gid (chown would leave the group as it is)",
+       config_text(bus_, "group = \"-1\"\n"), "3:9: [bus]: no group '-1' on this host"},
+      {"gid past gid_t (it would wrap to root's)",
+       config_text(bus_, "group = \"4294967296\"\n"),
+       "3:9: [bus]: no group '4294967296' on this host"},
       {"typed without schema needs ids",
        config_text(bus_, "", "request = \"a.B\"\nreply = \"a.C\"\n"),
        "4: [[service]] 'svc': missing required field 'request_id'"},

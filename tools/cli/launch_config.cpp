@@ -11,6 +11,7 @@
 
 #include <algorithm>
 #include <array>
+#include <charconv>
 #include <cstdlib>
 #include <filesystem>
 #include <map>
@@ -87,11 +88,15 @@ void parse_group(Fields& bus, LaunchConfig& config) {
   group* found = nullptr;
   (void)::getgrnam_r(name->c_str(), &entry, buffer.data(), buffer.size(), &found);
   if (found == nullptr) {
-    char* end = nullptr;
-    const unsigned long gid = std::strtoul(name->c_str(), &end, 10);
-    if (name->empty() || *end != '\0')
+    // A numeric gid: digits only (strtoul takes "-1" and wraps), below
+    // (gid_t)-1, which chown reads as "leave the group as it is".
+    gid_t gid = 0;
+    const char* end = name->data() + name->size();
+    const auto [rest, error] = std::from_chars(name->data(), end, gid);
+    if (name->empty() || error != std::errc{} || rest != end || gid == static_cast<gid_t>(-1)) {
       bus.fail(bus.get("group"), "no group '" + *name + "' on this host");
-    config.group = static_cast<gid_t>(gid);
+    }
+    config.group = gid;
   } else {
     config.group = found->gr_gid;
   }
