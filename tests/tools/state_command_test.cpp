@@ -182,6 +182,13 @@ TEST(StateCommand, PutBeyondTheCapacityFailsWithStateFullAndItsDetail) {
   EXPECT_EQ(full.status, static_cast<int>(Errc::state_full)) << full.out;
   EXPECT_NE(full.out.find("state_full"), std::string::npos) << full.out;
   EXPECT_EQ(bus->state().value().list().size(), 1u);
+  // An endless stream is read up to about the capacity, not into all memory.
+  const auto endless = test::run_tool({"state", "put", bus.name(), "z", "/dev/zero"}, 10s);
+  EXPECT_EQ(endless.status, static_cast<int>(Errc::state_full)) << endless.out;
+  EXPECT_NE(endless.out.find("/dev/zero holds more than the state segment's capacity"),
+            std::string::npos)
+      << endless.out;
+  EXPECT_EQ(bus->state().value().list().size(), 1u);
 }
 
 }  // namespace

@@ -105,12 +105,21 @@ Outcome<PutReport> put_regular(State& state, std::string_view key, const Input& 
   return publish(*tx);
 }
 
-// A pipe or terminal: its size is known only at its end.
+// A pipe or terminal: its size is known only at its end. Read at most the
+// segment's capacity: more can never be published (state_full), and an
+// endless input (/dev/zero, a mistaken `yes |`) would take all memory.
 Outcome<PutReport> put_stream(State& state, std::string_view key, const Input& input,
                               ProgressBar::Mode progress) {
+  const std::uint64_t capacity = state.usage().capacity;
   std::vector<std::byte> bytes;
   for (;;) {
     const std::size_t had = bytes.size();
+    if (had > capacity) {
+      return tl::unexpected(failure_of(
+          {Errc::state_full, fmt::format("{} holds more than the state segment's capacity ({} "
+                                         "bytes); nothing was published",
+                                         input.name(), capacity)}));
+    }
     bytes.resize(had + kChunk);
     const ssize_t n = read_some(input.fd(), std::span(bytes).subspan(had));
     if (n < 0) return tl::unexpected(no_input("cannot read " + input.name() + ": " + errno_text()));
