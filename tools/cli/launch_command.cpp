@@ -23,7 +23,8 @@ Command add_launch_command(CLI::App& app) {
   sub->footer(
       "Exit: 0 stopped with every accepted message handled; 69 a service failed for good; "
       "75 messages were left (queued, dead-lettered, or cut off by a worker killed "
-      "mid-message); 78 config error (file:line: what); 2 (bus_exists) the bus is already running; other 1…63: the shmbus error.");
+      "mid-message); 78 config error (file:line: what); "
+      "2 (bus_exists) the bus is already running; other 1…63: the shmbus error.");
   return {sub, [config_path, check_only] {
             auto config = load_launch_config(*config_path);
             if (!config) {
