@@ -133,6 +133,11 @@ TEST(DeadLettersCommand, ARequeueTheServiceCannotTakeLeavesTheLetterInTheList) {
   for (std::uint64_t i = 10; i < 12; ++i) {
     ASSERT_TRUE(service.cast(test::wire_bytes(test::CrashRequest{i, test::CrashAction::reply})));
   }
+  // A wait past a day is a usage error (it would overflow into an instant deadline).
+  const auto too_long = test::run_tool(
+      {"dead-letters", "requeue", bus.name(), svc, "--all", "--wait-ms", "9223372036854775"});
+  EXPECT_EQ(too_long.status, 64) << too_long.out;
+  EXPECT_EQ(dead_letters(bus, svc), 1u);
   const auto refused = test::run_tool({"dead-letters", "requeue", bus.name(), svc, "--all", "--wait-ms", "50"});
   EXPECT_EQ(refused.status, static_cast<int>(Errc::mailbox_full)) << refused.out;
   EXPECT_NE(refused.out.find("cannot cast dead letter 0 back to tight (it stays in the list)"), std::string::npos)

@@ -133,8 +133,9 @@ Command add_dead_letters_command(CLI::App& app) {
       "A letter that cannot be cast back stops the run and stays first in line");
   add_target(requeue, *o);
   add_range(requeue, *o);
+  // At most a day: a larger wait would overflow the deadline into the past.
   requeue->add_option("--wait-ms", o->wait_ms, "how long to wait for room in the service's mailbox")
-      ->check(CLI::NonNegativeNumber);
+      ->check(CLI::Range(0L, 86'400'000L));
   auto* drop = letters->add_subcommand("drop", "Discard letters, oldest first");
   add_target(drop, *o);
   add_range(drop, *o);
