@@ -4,6 +4,10 @@
 // original's cell still says taken (its mover has not released it yet).
 #include <gtest/gtest.h>
 
+#include <fcntl.h>
+#include <sys/mman.h>
+#include <unistd.h>
+
 #include <algorithm>
 #include <atomic>
 #include <cstring>
@@ -110,6 +114,45 @@ TEST(MailboxPeekLoan, ABlockFreedAndLoanedAgainDuringTheCopyIsNeverReturned) {
   }
   EXPECT_EQ(wrong, 0) << "copies returned with bytes of the next loan (" << whole << " whole, "
                       << stale << " stale)";
+}
+
+// A process that writes the pool's header and class line after this one
+// mapped the pool (a block count past the descriptors, a data offset far
+// past the mapping) moves no read: a loan's block is read where open() found
+// it, as a receiver's and a peek's reads must be.
+TEST(MailboxPeekLoan, AForgedPoolHeaderWrittenAfterOpenMovesNoRead) {
+  auto bus = test::ScopedBus::create(one_big_block());
+  ASSERT_TRUE(bus->register_service("frames", {}));
+  auto service = bus->service("frames").value();
+  auto loan = bus->loan(64).value();
+  std::memset(loan.payload().data(), 0x33, 64);
+  ASSERT_TRUE(service.cast(std::move(loan)));
+  test::BusProbe probe(bus.name());
+  ASSERT_TRUE(probe.ok());
+  ASSERT_TRUE(probe.core().blobs());  // mapped and checked now
+  auto pool = probe.pool("frames").value();
+
+  const std::string path = "/dev/shm/" + detail::blob_pool_shm_name(bus.name());
+  const int fd = ::open(path.c_str(), O_RDWR | O_CLOEXEC);
+  ASSERT_GE(fd, 0);
+  void* base = ::mmap(nullptr, layout::kBlobDescriptorsOffset, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+  ::close(fd);
+  ASSERT_NE(base, MAP_FAILED);
+  auto* bytes = static_cast<std::byte*>(base);
+  auto& header = *reinterpret_cast<layout::BlobPoolHeader*>(bytes + sizeof(layout::SegmentHeader));
+  auto& line = *reinterpret_cast<layout::BlobClassLine*>(bytes + layout::kBlobClassesOffset);
+  const layout::BlobPoolHeader real_header = header;
+  const layout::BlobClassLine real_line = line;
+  header.total_blocks = 1000;
+  line.data_offset = std::uint64_t{1} << 40;
+  const auto records = pool.peek(4);
+  header = real_header;
+  line = real_line;
+  ::munmap(base, layout::kBlobDescriptorsOffset);
+
+  ASSERT_EQ(records.size(), 1u);
+  EXPECT_EQ(records[0].info.ref_error, Errc{});
+  EXPECT_EQ(records[0].payload, std::vector<std::byte>(64, std::byte{0x33}));
 }
 
 }  // namespace

@@ -26,7 +26,6 @@ std::uint64_t block_end(const layout::BlobClassLine& c) noexcept {
 
 BlobPool::BlobPool(Segment segment) noexcept
     : segment_(std::move(segment)),
-      header_(reinterpret_cast<layout::BlobPoolHeader*>(segment_.base() + sizeof(layout::SegmentHeader))),
       classes_(reinterpret_cast<layout::BlobClassLine*>(segment_.base() + layout::kBlobClassesOffset)),
       blocks_(reinterpret_cast<layout::BlockDescriptor*>(segment_.base() + layout::kBlobDescriptorsOffset)) {}
 
@@ -39,11 +38,13 @@ Result<std::unique_ptr<BlobPool>> BlobPool::open(BusCore& core) {
   if (segment->size() < layout::kBlobDescriptorsOffset) {
     return fail(Errc::size_too_small, where + " is shorter than a blob pool's headers");
   }
-  // Every bound below comes from the segment: check them all against the
-  // mapping once, so no ref can lead a read outside it.
-  const auto& header =
-      *reinterpret_cast<const layout::BlobPoolHeader*>(segment->base() + sizeof(layout::SegmentHeader));
-  const auto* lines = reinterpret_cast<const layout::BlobClassLine*>(segment->base() + layout::kBlobClassesOffset);
+  // Every bound below comes from the segment: one private copy, checked
+  // against the mapping once and then used for ever, so no ref (and no later
+  // write to the header) can lead a read outside it.
+  layout::BlobPoolHeader header;
+  std::memcpy(&header, segment->base() + sizeof(layout::SegmentHeader), sizeof header);
+  std::array<layout::BlobClassLine, layout::kMaxBlobClasses> lines;
+  std::memcpy(lines.data(), segment->base() + layout::kBlobClassesOffset, sizeof lines);
   if (header.class_count == 0 || header.class_count > layout::kMaxBlobClasses ||
       header.descriptors_offset != layout::kBlobDescriptorsOffset) {
     return fail(Errc::not_a_segment, where + ": blob pool header out of range");
@@ -68,30 +69,41 @@ Result<std::unique_ptr<BlobPool>> BlobPool::open(BusCore& core) {
     return fail(Errc::size_too_small, where + " has " + std::to_string(segment->size()) +
                                           " bytes, its classes need " + std::to_string(data));
   }
-  return std::unique_ptr<BlobPool>(new BlobPool(std::move(*segment)));
+  auto pool = std::unique_ptr<BlobPool>(new BlobPool(std::move(*segment)));
+  pool->class_count_ = header.class_count;
+  pool->total_blocks_ = header.total_blocks;
+  for (std::uint32_t i = 0; i < header.class_count; ++i) {
+    pool->bounds_[i] = {lines[i].block_size, lines[i].data_offset, lines[i].count, lines[i].first_block};
+  }
+  return pool;
 }
 
 layout::BlockDescriptor& BlobPool::descriptor(std::uint32_t block) const noexcept {
   return blocks_[block];
 }
 
-layout::BlobClassLine& BlobPool::class_of(std::uint32_t block) const noexcept {
+std::uint32_t BlobPool::class_index(std::uint32_t block) const noexcept {
   std::uint32_t c = 0;
-  while (c + 1 < header_->class_count && block >= classes_[c + 1].first_block) ++c;
-  return classes_[c];
+  while (c + 1 < class_count_ && block >= bounds_[c + 1].first_block) ++c;
+  return c;
+}
+
+layout::BlobClassLine& BlobPool::class_of(std::uint32_t block) const noexcept {
+  return classes_[class_index(block)];
 }
 
 std::span<std::byte> BlobPool::block_bytes(std::uint32_t block) const noexcept {
-  const auto& c = class_of(block);
+  const ClassBounds& c = bounds_[class_index(block)];
   return {segment_.base() + c.data_offset + (block - c.first_block) * c.block_size, c.block_size};
 }
 
 std::optional<std::uint32_t> BlobPool::try_take(std::uint32_t cls, std::uint32_t self,
                                                 std::uint64_t& generation) noexcept {
-  auto& c = classes_[cls];
+  const ClassBounds& c = bounds_[cls];
   // Start where the last loan stopped: in a busy pool the next free block is
   // usually right there, so a loan costs a fetch_add and one or two CASes.
-  const std::uint64_t start = fetch_add(c.cursor, std::uint64_t{1}, std::memory_order_relaxed);
+  const std::uint64_t start =
+      fetch_add(classes_[cls].cursor, std::uint64_t{1}, std::memory_order_relaxed);
   for (std::uint32_t i = 0; i < c.count; ++i) {
     const std::uint32_t block = c.first_block + static_cast<std::uint32_t>((start + i) % c.count);
     auto& d = descriptor(block);
@@ -109,14 +121,14 @@ std::optional<std::uint32_t> BlobPool::try_take(std::uint32_t cls, std::uint32_t
 Expected<Loan> BlobPool::loan(const std::shared_ptr<BusCore>& core, std::size_t bytes,
                               LoanOptions options) noexcept {
   std::uint32_t cls = 0;
-  while (cls < header_->class_count && classes_[cls].block_size < bytes) ++cls;
-  if (cls == header_->class_count) return tl::unexpected(Errc::record_too_large);
+  while (cls < class_count_ && bounds_[cls].block_size < bytes) ++cls;
+  if (cls == class_count_) return tl::unexpected(Errc::record_too_large);
   const std::uint32_t self = core->table().self().value;
   auto& line = classes_[cls];
   bool counted = false;
   for (;;) {
     // Any class at least as large will do; the smallest first.
-    for (std::uint32_t k = cls; k < header_->class_count; ++k) {
+    for (std::uint32_t k = cls; k < class_count_; ++k) {
       std::uint64_t generation = 0;
       if (auto block = try_take(k, self, generation)) {
         return Loan(core, *block, generation, block_bytes(*block), bytes);
@@ -137,7 +149,8 @@ Expected<Loan> BlobPool::loan(const std::shared_ptr<BusCore>& core, std::size_t 
     const std::uint32_t seen = load_seq_cst(line.free_seq);
     fetch_add(line.free_waiters, std::uint32_t{1});
     bool any = false;
-    for (std::uint32_t b = line.first_block; b < line.first_block + line.count && !any; ++b) {
+    const ClassBounds& bounds = bounds_[cls];
+    for (std::uint32_t b = bounds.first_block; b < bounds.first_block + bounds.count && !any; ++b) {
       any = layout::block_state(load_seq_cst(descriptor(b).control)) == BlockState::free;
     }
     if (!any) futex_wait(&line.free_seq, seen, std::min(options.deadline, now + kParkRecheckInterval));
@@ -150,7 +163,7 @@ Expected<Loan> BlobPool::loan(const std::shared_ptr<BusCore>& core, std::size_t 
 bool BlobPool::hand_to_record(const Loan& loan, std::uint64_t location) noexcept {
   // Only a block of this very pool, owned by this process: a Loan of another
   // bus (another mapping) or one inherited across fork() is refused.
-  if (!loan.core_ || loan.index_ >= header_->total_blocks ||
+  if (!loan.core_ || loan.index_ >= total_blocks_ ||
       block_bytes(loan.index_).data() != loan.block_.data() || !loan.core_->table().joined_here()) {
     return false;
   }
@@ -199,7 +212,7 @@ bool BlobPool::hand_over(Loan& loan, std::uint64_t location) noexcept {
 
 bool BlobPool::move_to_dead_letters(Mailbox& dead, const Delivery& delivery,
                                     std::uint32_t service) noexcept {
-  if (delivery.loan_control_ == 0 || delivery.loan_block_ >= header_->total_blocks) return false;
+  if (delivery.loan_control_ == 0 || delivery.loan_block_ >= total_blocks_) return false;
   auto claim = dead.try_claim(sizeof(layout::LoanRecord));
   if (!claim) return false;
   const std::span<std::byte> block = block_bytes(delivery.loan_block_);
@@ -224,7 +237,7 @@ bool BlobPool::move_to_dead_letters(Mailbox& dead, const Delivery& delivery,
 }
 
 bool BlobPool::moved_on(const Delivery& delivery) const noexcept {
-  if (delivery.loan_block_ >= header_->total_blocks) return false;
+  if (delivery.loan_block_ >= total_blocks_) return false;
   const std::uint64_t control = load_acquire(descriptor(delivery.loan_block_).control);
   return layout::block_state(control) == BlockState::in_record &&
          layout::block_generation(control) == (delivery.loan_generation_ & layout::kBlockGenerationMask);
@@ -246,7 +259,7 @@ bool BlobPool::move_record(std::uint32_t block, std::uint64_t control,
 }
 
 bool BlobPool::release_word(std::uint32_t block, std::uint64_t control) noexcept {
-  if (block >= header_->total_blocks) return false;
+  if (block >= total_blocks_) return false;
   auto& d = descriptor(block);
   std::uint64_t expected = control;
   const std::uint64_t next = (layout::block_generation(control) + 1) & layout::kBlockGenerationMask;
@@ -262,7 +275,7 @@ bool BlobPool::release_word(std::uint32_t block, std::uint64_t control) noexcept
 
 bool BlobPool::release(std::uint32_t block, std::uint64_t generation,
                        layout::BlockState state) noexcept {
-  if (block >= header_->total_blocks) return false;
+  if (block >= total_blocks_) return false;
   const std::uint64_t control = load_acquire(descriptor(block).control);
   if (layout::block_state(control) != state ||
       layout::block_generation(control) != (generation & layout::kBlockGenerationMask)) {
@@ -272,8 +285,8 @@ bool BlobPool::release(std::uint32_t block, std::uint64_t generation,
 }
 
 ResolvedLoan BlobPool::resolve(const layout::LoanRecord& ref, std::uint64_t where) const noexcept {
-  if (ref.block >= header_->total_blocks) return {{}, Errc::bad_ref, 0};
-  const std::uint64_t size = class_of(ref.block).block_size;
+  if (ref.block >= total_blocks_) return {{}, Errc::bad_ref, 0};
+  const std::uint64_t size = bounds_[class_index(ref.block)].block_size;
   if (ref.offset > size || ref.length > size - ref.offset) return {{}, Errc::bad_ref, 0};
   // acquire: pairs with the sender's CAS into in_record, after its writes.
   const std::uint64_t control = load_acquire(descriptor(ref.block).control);
@@ -365,7 +378,7 @@ Mailbox* BlobPool::service_mailbox(BusCore& core, std::uint32_t service, std::ui
 
 std::uint32_t BlobPool::reclaim(BusCore& core) noexcept {
   std::uint32_t freed = 0;
-  for (std::uint32_t block = 0; block < header_->total_blocks; ++block) {
+  for (std::uint32_t block = 0; block < total_blocks_; ++block) {
     auto& d = descriptor(block);
     const std::uint64_t control = load_acquire(d.control);
     bool orphan = false;
@@ -391,14 +404,15 @@ std::uint32_t BlobPool::reclaim(BusCore& core) noexcept {
 
 std::vector<BlobClassInfo> BlobPool::info() const {
   std::vector<BlobClassInfo> out;
-  for (std::uint32_t c = 0; c < header_->class_count; ++c) {
+  for (std::uint32_t c = 0; c < class_count_; ++c) {
     const auto& line = classes_[c];
+    const ClassBounds& bounds = bounds_[c];
     BlobClassInfo info;
-    info.block_size = line.block_size;
-    info.count = line.count;
+    info.block_size = bounds.block_size;
+    info.count = bounds.count;
     info.exhausted = load_relaxed(line.exhausted);
     info.reclaimed = load_relaxed(line.reclaimed);
-    for (std::uint32_t b = line.first_block; b < line.first_block + line.count; ++b) {
+    for (std::uint32_t b = bounds.first_block; b < bounds.first_block + bounds.count; ++b) {
       switch (layout::block_state(load_acquire(descriptor(b).control))) {
         case BlockState::free: ++info.free; break;
         case BlockState::owned: ++info.loaned; break;

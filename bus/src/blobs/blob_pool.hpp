@@ -2,6 +2,7 @@
 // loan a block, hand it to a record, free it, and find orphans.
 #pragma once
 
+#include <array>
 #include <cstdint>
 #include <mutex>
 #include <optional>
@@ -96,11 +97,22 @@ class BlobPool {
 
   [[nodiscard]] std::vector<BlobClassInfo> info() const;
   [[nodiscard]] std::span<std::byte> block_bytes(std::uint32_t block) const noexcept;
-  [[nodiscard]] std::uint32_t total_blocks() const noexcept { return header_->total_blocks; }
+  [[nodiscard]] std::uint32_t total_blocks() const noexcept { return total_blocks_; }
 
  private:
+  // Where a class's blocks lie: copied from the segment and checked against
+  // the mapping once, by open(), then used for ever — a process writing the
+  // pool's header or class lines later cannot move a read outside it.
+  struct ClassBounds {
+    std::uint64_t block_size = 0;
+    std::uint64_t data_offset = 0;
+    std::uint32_t count = 0;
+    std::uint32_t first_block = 0;
+  };
+
   explicit BlobPool(Segment segment) noexcept;
   [[nodiscard]] layout::BlockDescriptor& descriptor(std::uint32_t block) const noexcept;
+  [[nodiscard]] std::uint32_t class_index(std::uint32_t block) const noexcept;
   [[nodiscard]] layout::BlobClassLine& class_of(std::uint32_t block) const noexcept;
   [[nodiscard]] std::optional<std::uint32_t> try_take(std::uint32_t cls, std::uint32_t self,
                                                       std::uint64_t& generation) noexcept;
@@ -110,9 +122,11 @@ class BlobPool {
   [[nodiscard]] Mailbox* service_mailbox(BusCore& core, std::uint32_t service, std::uint32_t mailbox);
 
   Segment segment_;
-  layout::BlobPoolHeader* header_ = nullptr;
   layout::BlobClassLine* classes_ = nullptr;
   layout::BlockDescriptor* blocks_ = nullptr;
+  std::uint32_t class_count_ = 0;
+  std::uint32_t total_blocks_ = 0;
+  std::array<ClassBounds, layout::kMaxBlobClasses> bounds_{};
   std::mutex mailboxes_mutex_;  // the reaper's cache of mapped service mailboxes
   std::unordered_map<std::uint32_t, std::optional<Mailbox>> mailboxes_;
 };
