@@ -6,6 +6,7 @@
 #include <string>
 
 #include "bus/bus_core.hpp"
+#include "common/tsan_edge.hpp"
 #include "bus/mailbox_factory.hpp"
 #include "ring/ring.hpp"
 #include "shmbus/detail/atomic.hpp"
@@ -376,6 +377,10 @@ Mailbox* BlobPool::service_mailbox(BusCore& core, std::uint32_t service, std::ui
   return &*slot;
 }
 
+void BlobPool::record_releasing(std::uint32_t block) const noexcept {
+  if (block < total_blocks_) tsan_release_edge(&descriptor(block).control);
+}
+
 std::uint32_t BlobPool::reclaim(BusCore& core) noexcept {
   std::uint32_t freed = 0;
   for (std::uint32_t block = 0; block < total_blocks_; ++block) {
@@ -394,6 +399,9 @@ std::uint32_t BlobPool::reclaim(BusCore& core) noexcept {
       }
       default: break;
     }
+    // The record's cell was read through this pool's own mapping of its
+    // mailbox: the receiver's side of the edge is record_releasing().
+    if (orphan) tsan_acquire_edge(&d.control);
     if (orphan && release_word(block, control)) {
       fetch_add(class_of(block).reclaimed, std::uint64_t{1}, std::memory_order_relaxed);
       ++freed;

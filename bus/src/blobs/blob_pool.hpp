@@ -85,6 +85,10 @@ class BlobPool {
   // Frees the block if its word is still exactly `control` (a receiver's
   // done(): a block moved to a dead letter since has another word).
   bool release_word(std::uint32_t block, std::uint64_t control) noexcept;
+  // A receiver about to release the cell that holds the block's record: the
+  // reaper may see the cell released through its own mapping and free the
+  // block first (common/tsan_edge.hpp; no code outside TSan builds).
+  void record_releasing(std::uint32_t block) const noexcept;
 
   // The payload a LoanRecord names, if its block still holds that generation
   // in the record at `where` (the reader's own location): stale_ref (freed

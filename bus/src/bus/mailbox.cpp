@@ -177,6 +177,9 @@ Delivery Receiver::make_delivery(std::uint64_t position) noexcept {
 
 void Receiver::finish(std::uint64_t position, std::uint32_t loan_block,
                       std::uint64_t loan_control) noexcept {
+  if (loan_control != 0) {
+    if (auto pool = core_->blobs()) (*pool)->record_releasing(loan_block);
+  }
   ring_->release(entry_, position);
   holding_ = false;
   // After the release (layout/blobs.hpp): killed in between, the reaper
