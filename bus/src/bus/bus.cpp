@@ -247,12 +247,7 @@ Result<Service> Bus::service(std::string_view name) {
 }
 
 Result<Receiver> Bus::dead_letters(std::string_view service) {
-  if (!core_->registry().find(service)) {
-    return fail(Errc::no_such_service,
-                "no service '" + std::string(service) + "' on bus '" + core_->name() + "'");
-  }
-  auto dead = detail::MailboxFactory::open(core_, detail::dead_letter_shm_name(*core_, service),
-                                           std::string(service) + "~dead");
+  auto dead = detail::MailboxFactory::open_dead_letters(core_, service);
   if (!dead) return tl::unexpected(dead.error());
   return dead->receiver();
 }

@@ -1,6 +1,7 @@
 #include "bus/mailbox_factory.hpp"
 
 #include "bus/bus_core.hpp"
+#include "registry/registry.hpp"
 #include "ring/ring.hpp"
 #include "segment/segment.hpp"
 
@@ -32,6 +33,15 @@ Result<Mailbox> MailboxFactory::open(const std::shared_ptr<BusCore>& core,
   auto ring = Ring::open(std::move(*segment), core->table(), core);
   if (!ring) return tl::unexpected(ring.error());
   return Mailbox(core, std::move(*ring), std::move(name));
+}
+
+Result<Mailbox> MailboxFactory::open_dead_letters(const std::shared_ptr<BusCore>& core,
+                                                  std::string_view service) {
+  if (!core->registry().find(service)) {
+    return fail(Errc::no_such_service,
+                "no service '" + std::string(service) + "' on bus '" + core->name() + "'");
+  }
+  return open(core, dead_letter_shm_name(*core, service), std::string(service) + "~dead");
 }
 
 }  // namespace shmbus::detail

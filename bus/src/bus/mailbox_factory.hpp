@@ -5,6 +5,7 @@
 
 #include <memory>
 #include <string>
+#include <string_view>
 
 #include "shmbus/mailbox.hpp"
 
@@ -20,6 +21,10 @@ struct MailboxFactory {
   // Fails like Bus::open_mailbox.
   [[nodiscard]] static Result<Mailbox> open(const std::shared_ptr<BusCore>& core,
                                             const std::string& shm_name, std::string name);
+  // A registered service's dead-letter mailbox (Bus::dead_letters and
+  // Bus::peek_dead_letters). Fails with no_such_service, else like open().
+  [[nodiscard]] static Result<Mailbox> open_dead_letters(const std::shared_ptr<BusCore>& core,
+                                                         std::string_view service);
 };
 
 }  // namespace shmbus::detail

@@ -5,7 +5,6 @@
 #include "blobs/blob_pool.hpp"
 #include "bus/bus_core.hpp"
 #include "bus/mailbox_factory.hpp"
-#include "registry/registry.hpp"
 #include "ring/ring.hpp"
 #include "shmbus/bus.hpp"
 #include "shmbus/mailbox.hpp"
@@ -87,12 +86,7 @@ std::vector<PeekedRecord> Mailbox::peek(std::size_t max) const {
 }
 
 Result<std::vector<PeekedRecord>> Bus::peek_dead_letters(std::string_view service, std::size_t max) {
-  if (!core_->registry().find(service)) {
-    return fail(Errc::no_such_service,
-                "no service '" + std::string(service) + "' on bus '" + core_->name() + "'");
-  }
-  auto dead = detail::MailboxFactory::open(core_, detail::dead_letter_shm_name(*core_, service),
-                                           std::string(service) + "~dead");
+  auto dead = detail::MailboxFactory::open_dead_letters(core_, service);
   if (!dead) return tl::unexpected(dead.error());
   return dead->peek(max);
 }
