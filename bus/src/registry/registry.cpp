@@ -409,18 +409,10 @@ std::vector<ServiceInfo> Registry::snapshot_once() const {
       if (owner == 0) continue;
       ServerInfo row;
       row.process = owner;
-      // A new process taking over a dead owner's process slot holds its lock
-      // byte a moment before it retires the old generation, and then writes
-      // its pid: a pid that changed across the liveness check is that
-      // takeover, and the row is the dead server's.
-      const bool in_table = layout::ref_slot(owner) < table_.capacity();
-      const auto pid_of = [&] {
-        return in_table ? static_cast<int>(load_acquire(table_.slot(layout::ref_slot(owner)).pid)) : 0;
-      };
-      const int pid_before = pid_of();
       row.alive = table_.is_alive(owner);
-      row.pid = pid_of();
-      if (row.pid != pid_before) row.alive = false;
+      if (layout::ref_slot(owner) < table_.capacity()) {
+        row.pid = static_cast<int>(load_relaxed(table_.slot(layout::ref_slot(owner)).pid));
+      }
       row.leaving = load_relaxed(server.state) == static_cast<std::uint32_t>(ServerState::leaving);
       row.joined_unix_ns = server.joined_unix_ns;
       row.counters = read_counters(server.counters);
